@@ -1,0 +1,94 @@
+#pragma once
+// Node configuration: what a supervisor hands to carsync::Node. Parsed from one JSON file
+// by carsync::load_node_config; see README "Configuration reference".
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace carsync {
+
+enum class Role { none, provider, consumer };
+enum class ArchiveFormat { tar_gz, tar_zst };
+enum class ApplySemantics { overlay, mirror };
+
+std::string_view to_string(Role r) noexcept;
+std::string_view to_string(ArchiveFormat f) noexcept;  // "tar.gz" / "tar.zst"
+
+// The SYNC block of one instance (spec §3.1 plus carsync's own keys).
+struct SyncConfig {
+  bool enabled = false;
+  std::string key;
+  Role role = Role::none;
+  double poll_interval = 10.0;         // seconds; carsync reacts to events, this is the safety cadence
+  double hsync_poll_interval = 60.0;   // seconds, >= 10
+  bool allow_online_capture = false;
+  std::string consumer_apply_mode = "offline_restart";
+  ArchiveFormat archive_format = ArchiveFormat::tar_gz;
+  int compression_level = 6;           // gzip 1..9, zstd 1..19
+  ApplySemantics apply_semantics = ApplySemantics::overlay;
+  std::optional<double> initial_sync_timeout;  // seconds; 0 = forever; absent = no gate
+  std::vector<std::string> warnings;   // non-fatal notes from parsing, logged at start-up
+};
+
+// One host directory bound into the container (Docker's host-root -> {bind, mode}).
+struct VolumeMount {
+  std::string host_root;
+  std::string bind;
+  std::string mode = "rw";
+};
+
+struct InstanceConfig {
+  std::string id;
+  std::optional<std::string> container;  // container name or id; nullopt = no runtime
+  std::filesystem::path system_volume;   // host dir the container sees as /r1en_system
+  std::vector<VolumeMount> volumes;      // in configuration order (ties resolve to first)
+  SyncConfig sync;
+  // Set when the instance's configuration is invalid: the instance stays disabled and this
+  // names the offending field. Other instances run.
+  std::optional<std::string> error;
+};
+
+struct BackendConfig {
+  std::string kind = "local";  // "local" (embedded stores under data_dir) or "r1"
+  std::string cstore_url;      // r1 only
+  std::string r1fs_url;        // r1 only
+};
+
+struct RuntimeLimits {
+  unsigned archive_workers = 2;   // concurrent archive builds / extractions (CPU-bound)
+  unsigned io_workers = 8;        // concurrent blocking filesystem jobs
+  unsigned uring_queue_depth = 16;
+  std::size_t read_block_size = 256 * 1024;
+  std::chrono::seconds rescan_interval{30};       // safety rescan of every control dir
+  std::chrono::seconds step_timeout{600};         // deadline of one archive build / upload / apply step
+  std::chrono::seconds store_timeout{60};         // deadline of one store call
+  std::chrono::seconds shutdown_grace{30};        // bounded wait before terminal cancellation
+  std::string file_engine = "auto";               // "auto", "io_uring" or "portable"
+};
+
+struct NodeConfig {
+  std::filesystem::path data_dir = "/var/lib/carsync";
+  std::string node_id;  // defaults to the host name
+  BackendConfig backend;
+  // Host roots rule 3 accepts (§6.2). nullopt: the reference's two rules apply.
+  std::optional<std::vector<std::string>> volume_roots;
+  std::string legacy_volumes_root = "/edge_node/_local_cache/_data/container_volumes/";
+  RuntimeLimits limits;
+  std::vector<InstanceConfig> instances;
+};
+
+// A configuration file that cannot be used at all. Per-instance problems do not throw:
+// they land in InstanceConfig::error.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+NodeConfig parse_node_config(std::string_view json_text);
+NodeConfig load_node_config(const std::filesystem::path& file);
+
+}  // namespace carsync

@@ -1,0 +1,35 @@
+#pragma once
+// The embedded content store: blobs named by CID under <data_dir>/cas/blobs/, written
+// atomically (temp + fsync + rename + dir fsync) and verified against their CID on read.
+#include "backend/cid.hpp"
+#include "core/error.hpp"
+#include "io/file_engine.hpp"
+
+#include <filesystem>
+#include <string>
+
+namespace carsync::backend {
+
+class LocalCas {
+ public:
+  explicit LocalCas(std::filesystem::path root);  // <data_dir>/cas
+
+  // Hashes and stores a copy of `file`; returns its CID. Re-adding existing content is a no-op.
+  Result<std::string> put(const std::filesystem::path& file);
+  // Verifies the stored blob against its CID (a corrupt blob is errc::corrupt_archive) and
+  // returns its path. A missing blob is errc::not_found.
+  Result<std::filesystem::path> get(std::string_view cid);
+  // Copies the verified blob to `out` (CLI `cas get`).
+  Result<void> export_to(std::string_view cid, const std::filesystem::path& out);
+  // Removes the blob; a missing blob is not an error.
+  Result<void> remove(std::string_view cid);
+  bool contains(std::string_view cid) const;
+
+  const std::filesystem::path& root() const noexcept { return root_; }
+
+ private:
+  std::filesystem::path blob_path(std::string_view cid) const;
+  std::filesystem::path root_;
+};
+
+}  // namespace carsync::backend

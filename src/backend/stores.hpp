@@ -1,0 +1,48 @@
+#pragma once
+// What the sync lifecycles need from R1FS and ChainStore. Implemented by the embedded
+// backend (runtime/local_backend) and, later, by the HTTP clients of src/net. Every call is
+// a coroutine; callers put a deadline on each.
+#include "core/error.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace carsync::backend {
+
+template <class T>
+using Task = boost::asio::awaitable<T>;
+
+class ContentStore {
+ public:
+  virtual ~ContentStore() = default;
+  virtual Task<Result<std::string>> add_file(std::filesystem::path file) = 0;
+  // A local, verified copy of the blob.
+  virtual Task<Result<std::filesystem::path>> get_file(std::string cid) = 0;
+  virtual Task<Result<void>> delete_file(std::string cid, bool unpin_remote,
+                                         bool cleanup_local_files) = 0;
+};
+
+class KvStore {
+ public:
+  virtual ~KvStore() = default;
+  // The acknowledgement as the store gives it (false = not acknowledged).
+  virtual Task<Result<bool>> hset(std::string hkey, std::string key, boost::json::value value) = 0;
+  virtual Task<Result<std::optional<boost::json::value>>> hget(std::string hkey, std::string key) = 0;
+  virtual Task<Result<boost::json::object>> hgetall(std::string hkey) = 0;
+  virtual Task<Result<void>> hsync(std::string hkey) = 0;
+
+  // Change notification, where the store has one (the embedded store does). The callback
+  // runs on the store's executor with the changed key; it must not block.
+  using ChangeCallback = std::function<void(const std::string& hkey, const std::string& key)>;
+  virtual bool supports_watch() const noexcept { return false; }
+  virtual void watch(ChangeCallback) {}
+};
+
+}  // namespace carsync::backend

@@ -1,0 +1,50 @@
+#pragma once
+// History entries (spec §9): naming, ordering and the choice of the CID to retire.
+// File access lives in io/history_store.
+#include <boost/json/object.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace carsync::core {
+
+enum class HistoryDir { sent, received };
+std::string_view to_string(HistoryDir d) noexcept;
+
+// "<version zero-padded to 10>__<first 12 chars of cid, non-alnum -> '_'>.json"; "" -> no_cid.
+std::string history_file_name(std::int64_t version, std::string_view cid);
+
+// carsync orders history by a per-directory monotonic sequence ("sequence"), which a
+// wall-clock step cannot reorder (§12 item 22); entries written by the reference have no
+// sequence and fall back to history_written_at_ns, then to the file's mtime.
+struct HistoryEntry {
+  std::string file_name;
+  boost::json::object body;
+  std::int64_t mtime_ns = 0;
+};
+
+struct OrderKey {
+  std::int64_t sequence;     // -1 when absent
+  std::int64_t written_ns;   // history_written_at_ns, or mtime
+  auto operator<=>(const OrderKey&) const = default;
+};
+OrderKey order_key(const HistoryEntry& e) noexcept;
+
+// Entries sorted oldest -> newest by order_key.
+void sort_by_write_order(std::vector<HistoryEntry>& entries);
+
+// The highest sequence in use (0 when none), to continue numbering after a restart.
+std::int64_t max_sequence(const std::vector<HistoryEntry>& entries) noexcept;
+
+// §9.3 steps 1-2 over entries sorted oldest -> newest: index of the entry to retire.
+std::optional<std::size_t> retirement_target(const std::vector<HistoryEntry>& sorted);
+
+// The all-null deletion sub-record, and the one written after a retirement attempt.
+boost::json::object null_deletion();
+boost::json::object deletion_result(std::optional<double> deleted_at, bool succeeded,
+                                    std::optional<std::string> error);
+
+}  // namespace carsync::core

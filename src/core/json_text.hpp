@@ -1,0 +1,34 @@
+#pragma once
+// JSON text in the reference's formats, and strict parsing of untrusted bodies.
+#include "core/error.hpp"
+
+#include <boost/json/value.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace carsync::core {
+
+// The reference's on-disk format (§2.5): keys sorted, 2-space indent, non-ASCII escaped
+// as \uXXXX (surrogate pairs beyond the BMP), no trailing newline. Doubles are written in
+// shortest round-trip form and always keep a fraction or exponent so they stay floats.
+std::string to_reference_json(const boost::json::value& v);
+
+// Compact form with sorted keys, separators "," and ":", ASCII-escaped: the canonical
+// text hashed for quarantine digests (§8.7).
+std::string to_canonical_json(const boost::json::value& v);
+
+// Validates strict UTF-8 (no overlongs, no surrogates, nothing beyond U+10FFFF).
+// On failure the message describes the first bad byte offset.
+Result<void> check_utf8(std::string_view bytes);
+
+// Parses one JSON document. Errors carry the parser's detail text.
+Result<boost::json::value> parse_json(std::string_view text);
+
+// The first n code points of a valid UTF-8 string (raw_body cap, §5.4).
+std::string first_code_points(std::string_view utf8, std::size_t n);
+
+// Python-style truthiness of a JSON value (null, false, 0, 0.0, "", [], {} are falsy).
+bool truthy(const boost::json::value& v) noexcept;
+
+}  // namespace carsync::core

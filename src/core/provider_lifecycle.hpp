@@ -1,0 +1,111 @@
+#pragma once
+// One provider request from claim to done (spec §5.4, §7), as a pure state machine:
+// the driver (runtime/provider_run) performs each action and resumes the machine with
+// the outcome. No I/O, no clock: the driver stamps every event with now().
+//
+// carsync's order differs from the reference in one place (§12 item 3): the container is
+// started again as soon as the archive is sealed, before the upload.
+#include "core/error.hpp"
+#include "core/record.hpp"
+#include "core/request.hpp"
+
+#include <boost/json/object.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace carsync::core {
+
+enum class ProviderStage { validation, archive_build, r1fs_upload, chainstore_publish, runtime_stop };
+std::string_view to_string(ProviderStage s) noexcept;
+
+struct ProviderAction {
+  enum class Kind {
+    stop_container,      // confirm the container is stopped before reading volumes
+    build_archive,       // offline sources or online capture, per request().runtime
+    start_container,     // outcome only logged
+    upload,              // add_file(archive) -> cid
+    remove_archive,      // the local archive is no longer needed (success or failure)
+    publish,             // hset(CHAINSTORE_SYNC, key, record)
+    delete_upload,       // best effort, unpin_remote=true, cleanup_local=false
+    append_history,      // sent history entry = document
+    write_response,      // response.json = document
+    remove_invalid,      // request.json.invalid, errors ignored
+    report_failure,      // request.json.invalid = document, then response.json = response
+    discard_processing,  // request.json.processing
+    retire_previous,     // §9.3 over sent/, unpin_remote=true, cleanup_local=false
+    done,
+  };
+  Kind kind = Kind::done;
+  boost::json::object document;
+  boost::json::object response;
+  std::string cid;
+};
+std::string_view to_string(ProviderAction::Kind k) noexcept;
+
+// The outcome of the last action. Actions whose failure the protocol only logs
+// (start_container, remove_*, write_response, report_failure, discard_processing,
+// retire_previous, delete_upload) may carry an error; it is ignored.
+struct ProviderEvent {
+  double now = 0;
+  std::optional<Error> error;
+  std::uint64_t archive_size = 0;  // build_archive
+  std::string cid;                 // upload
+  bool ack = false;                // publish
+};
+
+struct ProviderParams {
+  std::string sync_key;
+  std::optional<std::string> node_id;
+  ArchiveFormat format = ArchiveFormat::tar_gz;
+  bool has_container = false;  // false: there is nothing to stop or start
+};
+
+class ProviderLifecycle {
+ public:
+  // A request that passed claim-time validation.
+  ProviderLifecycle(SyncRequest request, ProviderParams params);
+  // A request rejected at claim time: the machine only reports and discards.
+  ProviderLifecycle(RequestRejection rejection, ProviderParams params);
+
+  // The first call takes an event with only `now` set.
+  ProviderAction resume(const ProviderEvent& ev);
+
+  bool finished() const noexcept { return state_ == State::done; }
+  bool succeeded() const noexcept { return succeeded_; }
+  std::optional<ProviderStage> failed_stage() const noexcept { return failed_stage_; }
+  const std::string& error_text() const noexcept { return error_text_; }
+  const SyncRequest& request() const noexcept { return request_; }
+  const PublishedSnapshot& snapshot() const noexcept { return snapshot_; }
+  const boost::json::object& record() const noexcept { return record_; }
+
+ private:
+  enum class State {
+    start, stopping, building, starting_after_build, uploading, removing_archive, publishing,
+    deleting_upload, appending_history, writing_response, removing_invalid,
+    discarding_after_success, retiring, reporting, discarding_after_failure, done,
+  };
+  ProviderAction fail(ProviderStage stage, std::string text, double now);
+  ProviderAction after_build(double now);
+  ProviderAction act(State next, ProviderAction::Kind kind);
+
+  SyncRequest request_;
+  std::optional<RequestRejection> rejection_;
+  ProviderParams params_;
+  State state_ = State::start;
+  bool container_stopped_ = false;
+  std::optional<Error> build_error_;
+  std::uint64_t archive_size_ = 0;
+  PublishedSnapshot snapshot_;
+  boost::json::object record_;
+  bool history_ok_ = false;
+  std::optional<std::string> history_error_;
+  bool succeeded_ = false;
+  std::optional<ProviderStage> failed_stage_;
+  std::string error_text_;
+  boost::json::object failure_response_;
+};
+
+}  // namespace carsync::core

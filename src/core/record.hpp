@@ -1,0 +1,43 @@
+#pragma once
+// The ChainStore sync record and its manifest (spec §7.4, §8.4 step 1).
+#include "carsync/config.hpp"
+#include "core/path_rules.hpp"
+#include "core/request.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace carsync::core {
+
+inline constexpr std::string_view sync_hkey = "CHAINSTORE_SYNC";
+inline constexpr std::int64_t manifest_schema_version = 1;
+inline constexpr std::string_view manifest_encryption = "r1fs-default";
+
+struct PublishedSnapshot {
+  std::string cid;
+  std::int64_t version = 0;     // int(now())
+  double timestamp = 0;         // now()
+  std::optional<std::string> node_id;
+  ArchiveFormat format = ArchiveFormat::tar_gz;
+  std::uint64_t archive_size_bytes = 0;
+};
+
+boost::json::object build_manifest(const SyncRequest& req, const PublishedSnapshot& snap);
+boost::json::object build_record(const SyncRequest& req, const PublishedSnapshot& snap);
+
+// §8.4 step 1: every reason a record cannot be applied on this consumer. Empty = valid.
+// Accepts archive_format "tar.gz" and "tar.zst".
+std::vector<std::string> validate_record(const boost::json::value& record,
+                                         std::span<const VolumeMount> mounts,
+                                         const MountPolicy& policy);
+// The manifest-only part ("manifest record is not a dict" for a non-object record).
+std::vector<std::string> validate_manifest(const boost::json::value& record,
+                                           std::span<const VolumeMount> mounts,
+                                           const MountPolicy& policy);
+
+}  // namespace carsync::core
