@@ -35,12 +35,12 @@ Result<unique_fd> mkdirs_beneath(int root_fd, std::string_view rel, mode_t mode)
 Result<std::string> read_file_capped(int fd, std::size_t max_bytes);
 
 // write(2) until done; fsync when asked.
-Result<void> write_all(int fd, std::string_view bytes);
+Result<void> write_all(int fd, std::string_view bytes, bool sync = false);
 
 // Unique-name helper: "<prefix><16 random hex><suffix>".
 std::string random_name(std::string_view prefix, std::string_view suffix);
 
-// fsync of a directory fd (after renames into it).
+// fsync of a directory fd (after renames into it); the fd must not be O_PATH.
 Result<void> fsync_dir(int dir_fd);
 
 }  // namespace carsync::io
