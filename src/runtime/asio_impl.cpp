@@ -1,1 +1,2 @@
-// placeholder: being written
+// The one translation unit that compiles Asio (BOOST_ASIO_SEPARATE_COMPILATION).
+#include <boost/asio/impl/src.hpp>

@@ -1,1 +1,70 @@
-// placeholder: being written
+#include "runtime/local_backend.hpp"
+
+#include <sys/inotify.h>
+
+namespace carsync::runtime {
+
+namespace json = boost::json;
+
+LocalContentStore::LocalContentStore(std::filesystem::path root, BlockingPool& pool)
+    : cas_(std::move(root)), pool_(pool) {}
+
+backend::Task<Result<std::string>> LocalContentStore::add_file(std::filesystem::path file) {
+  co_return co_await pool_.run([this, file] { return cas_.put(file); });
+}
+
+backend::Task<Result<std::filesystem::path>> LocalContentStore::get_file(std::string cid) {
+  co_return co_await pool_.run([this, cid] { return cas_.get(cid); });
+}
+
+backend::Task<Result<void>> LocalContentStore::delete_file(std::string cid, bool unpin_remote,
+                                                           bool /*cleanup_local_files*/) {
+  if (!unpin_remote) co_return Result<void>{};
+  co_return co_await pool_.run([this, cid] { return cas_.remove(cid); });
+}
+
+LocalKvStore::LocalKvStore(std::filesystem::path root, BlockingPool& pool,
+                           boost::asio::any_io_executor ex)
+    : kv_(std::move(root)), pool_(pool), watcher_(std::move(ex)) {}
+
+backend::Task<Result<bool>> LocalKvStore::hset(std::string hkey, std::string key, json::value value) {
+  auto r = co_await pool_.run([&] { return kv_.hset(hkey, key, value); });
+  if (!r) co_return r.error();
+  co_return true;  // durable on disk: acknowledged
+}
+
+backend::Task<Result<std::optional<json::value>>> LocalKvStore::hget(std::string hkey, std::string key) {
+  co_return co_await pool_.run([&] { return kv_.hget(hkey, key); });
+}
+
+backend::Task<Result<json::object>> LocalKvStore::hgetall(std::string hkey) {
+  co_return co_await pool_.run([&] { return kv_.hgetall(hkey); });
+}
+
+backend::Task<Result<void>> LocalKvStore::hsync(std::string) { co_return Result<void>{}; }
+
+Result<void> LocalKvStore::watch_hkey(const std::string& hkey) {
+  auto dir = kv_.hkey_dir(hkey);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return os_error(ec.value(), "create " + dir.string());
+  // Values are replaced by rename, so IN_MOVED_TO is the commit of a write.
+  auto wd = watcher_.watch(dir, IN_MOVED_TO, [this, hkey](const io::InotifyEvent& ev) {
+    if (auto key = backend::LocalKv::key_of_file(ev.name))
+      for (const auto& cb : callbacks_) cb(hkey, *key);
+  });
+  if (!wd) return wd.error();
+  return {};
+}
+
+}  // namespace carsync::runtime
+
+namespace carsync::backend {
+
+boost::asio::awaitable<Result<void>> NoContainer::stop() { co_return Result<void>{}; }
+boost::asio::awaitable<Result<void>> NoContainer::start() { co_return Result<void>{}; }
+boost::asio::awaitable<Result<void>> NoContainer::export_path(std::string, std::filesystem::path) {
+  co_return make_error(errc::runtime_unavailable, "online provider capture requires a running container");
+}
+
+}  // namespace carsync::backend

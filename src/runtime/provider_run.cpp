@@ -1,1 +1,244 @@
-// placeholder: being written
+#include "runtime/provider_run.hpp"
+
+#include "core/record.hpp"
+#include "core/request.hpp"
+#include "io/capture.hpp"
+#include "runtime/deadline.hpp"
+#include "runtime/retire.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <variant>
+
+namespace carsync::runtime {
+
+namespace json = boost::json;
+using Kind = core::ProviderAction::Kind;
+
+namespace {
+
+std::string_view archive_suffix(ArchiveFormat f) {
+  return f == ArchiveFormat::tar_zst ? ".tar.zst" : ".tar.gz";
+}
+
+void log_ignored(const InstanceContext& ctx, Kind kind, const Result<void>& r) {
+  if (!r) spdlog::warn("[{}] provider {}: {}", ctx.config.id, core::to_string(kind), r.error().message);
+}
+
+class ProviderDriver {
+ public:
+  ProviderDriver(InstanceContext& ctx) : ctx_(ctx) {}
+
+  boost::asio::awaitable<ProviderRunOutcome> run() {
+    ProviderRunOutcome out;
+    auto claim = co_await ctx_.io_pool.run([&] { return ctx_.control.claim(core::max_request_bytes); });
+    if (std::holds_alternative<io::NothingPending>(claim)) co_return out;
+    if (std::holds_alternative<io::ClaimFailedToRename>(claim)) {
+      // The request stays pending; the next event or rescan retries it.
+      spdlog::warn("[{}] could not claim request.json (rename failed); will retry", ctx_.config.id);
+      co_return out;
+    }
+    out.claimed = true;
+    started_ = std::chrono::steady_clock::now();
+    set_phase("publishing");
+
+    core::ProviderParams params{.sync_key = ctx_.config.sync.key,
+                                .node_id = ctx_.node_id,
+                                .format = ctx_.config.sync.archive_format,
+                                .has_container = ctx_.container.has_container()};
+    std::optional<core::ProviderLifecycle> machine;
+    if (auto* unsafe = std::get_if<io::ClaimUnsafe>(&claim)) {
+      core::RequestRejection rej;
+      rej.error = unsafe->error;
+      machine.emplace(std::move(rej), params);
+    } else {
+      core::RequestContext rctx{.mounts = ctx_.config.volumes,
+                                .policy = &ctx_.policy,
+                                .allow_online_capture = ctx_.config.sync.allow_online_capture};
+      auto parsed = core::parse_request(std::get<io::ClaimedBody>(claim).bytes, rctx);
+      if (parsed) machine.emplace(std::move(*parsed), params);
+      else machine.emplace(std::move(parsed.error()), params);
+    }
+
+    core::ProviderEvent first;
+    first.now = ctx_.clock.now();
+    auto action = machine->resume(first);
+    while (action.kind != Kind::done) {
+      core::ProviderEvent ev = co_await perform(*machine, action);
+      ev.now = ctx_.clock.now();
+      action = machine->resume(ev);
+    }
+
+    out.succeeded = machine->succeeded();
+    out.cid = machine->snapshot().cid;
+    out.failed_stage = machine->failed_stage();
+    out.error = machine->error_text();
+    finish(out);
+    co_return out;
+  }
+
+ private:
+  boost::asio::awaitable<core::ProviderEvent> perform(const core::ProviderLifecycle& m,
+                                                      const core::ProviderAction& a) {
+    core::ProviderEvent ev;
+    auto fail_with = [&](const Error& e) { ev.error = e; };
+    switch (a.kind) {
+      case Kind::stop_container: {
+        stop_began_ = std::chrono::steady_clock::now();
+        auto r = co_await with_deadline(ctx_.container.stop(), ctx_.limits.step_timeout, "container stop");
+        if (!r) fail_with(r.error());
+        break;
+      }
+      case Kind::build_archive: {
+        auto r = co_await build(m.request());
+        if (r) ev.archive_size = *r;
+        else fail_with(r.error());
+        break;
+      }
+      case Kind::start_container: {
+        auto r = co_await with_deadline(ctx_.container.start(), ctx_.limits.step_timeout, "container start");
+        log_ignored(ctx_, a.kind, r);
+        auto down = std::chrono::duration<double>(std::chrono::steady_clock::now() - stop_began_).count();
+        spdlog::info("[{}] provider: container restarted after {:.3f} s offline", ctx_.config.id, down);
+        break;
+      }
+      case Kind::upload: {
+        auto r = co_await with_deadline(ctx_.cas.add_file(archive_), ctx_.limits.step_timeout, "r1fs upload");
+        if (r) ev.cid = *r;
+        else fail_with(r.error());
+        break;
+      }
+      case Kind::remove_archive: {
+        co_await ctx_.io_pool.run([&] {
+          std::error_code ec;
+          std::filesystem::remove(archive_, ec);
+        });
+        break;
+      }
+      case Kind::publish: {
+        auto r = co_await with_deadline(
+            ctx_.kv.hset(std::string(core::sync_hkey), ctx_.config.sync.key, a.document),
+            ctx_.limits.store_timeout, "chainstore hset");
+        if (r) ev.ack = *r;
+        else fail_with(r.error());
+        break;
+      }
+      case Kind::delete_upload: {
+        auto r = co_await with_deadline(ctx_.cas.delete_file(a.cid, true, false),
+                                        ctx_.limits.store_timeout, "r1fs delete_file");
+        log_ignored(ctx_, a.kind, r);
+        break;
+      }
+      case Kind::append_history: {
+        auto r = co_await ctx_.io_pool.run([&] {
+          return ctx_.history.append(core::HistoryDir::sent, a.document, ctx_.clock.now_ns());
+        });
+        if (!r) {
+          spdlog::warn("[{}] sent history append failed: {}", ctx_.config.id, r.error().message);
+          fail_with(r.error());
+        }
+        break;
+      }
+      case Kind::write_response: {
+        auto r = co_await ctx_.io_pool.run([&] { return ctx_.control.write(io::response_name, a.document); });
+        log_ignored(ctx_, a.kind, r);
+        break;
+      }
+      case Kind::remove_invalid: {
+        co_await ctx_.io_pool.run([&] { return ctx_.control.remove_invalid(); });
+        break;
+      }
+      case Kind::report_failure: {
+        auto [inv, resp] = co_await ctx_.io_pool.run([&] {
+          auto i = ctx_.control.write(io::invalid_name, a.document);
+          auto r = ctx_.control.write(io::response_name, a.response);
+          return std::pair{i, r};
+        });
+        log_ignored(ctx_, a.kind, inv);
+        log_ignored(ctx_, a.kind, resp);
+        break;
+      }
+      case Kind::discard_processing: {
+        auto r = co_await ctx_.io_pool.run([&] { return ctx_.control.discard_processing(); });
+        log_ignored(ctx_, a.kind, r);
+        break;
+      }
+      case Kind::retire_previous:
+        co_await retire_previous(ctx_, core::HistoryDir::sent, true, false);
+        break;
+      case Kind::done:
+        break;
+    }
+    co_return ev;
+  }
+
+  boost::asio::awaitable<Result<std::uint64_t>> build(const core::SyncRequest& req) {
+    archive_ = ctx_.scratch_dir /
+               ("sync_archive_" + std::to_string(static_cast<std::int64_t>(ctx_.clock.now())) + "_" +
+                std::to_string(::getpid()) + std::string(archive_suffix(ctx_.config.sync.archive_format)));
+    io::ArchiveOptions opts{.format = ctx_.config.sync.archive_format,
+                            .level = ctx_.config.sync.compression_level};
+    if (req.runtime.online()) {
+      // Re-checked at archive time: the opt-in may have been withdrawn since the claim.
+      if (!ctx_.config.sync.allow_online_capture)
+        co_return make_error(errc::invalid_request,
+                             "online provider capture requires ALLOW_ONLINE_PROVIDER_CAPTURE=true");
+      if (!ctx_.container.has_container())
+        co_return make_error(errc::runtime_unavailable, "online provider capture requires a running container");
+      co_return make_error(errc::runtime_unavailable, "online provider capture is not supported by this runtime");
+    }
+    io::EngineOptions eo{.queue_depth = ctx_.limits.uring_queue_depth, .block_size = ctx_.limits.read_block_size};
+    auto stats = co_await ctx_.cpu_pool.run_cancellable(
+        ctx_.limits.step_timeout, [&, eo](const std::atomic<bool>& cancel) {
+          auto reader = io::make_reader(ctx_.engine, eo);
+          return io::build_offline_archive(req.sources, archive_, opts, *reader, &cancel);
+        });
+    if (!stats) co_return stats.error();
+    spdlog::info("[{}] provider: archive sealed: {} files, {} dirs, {} bytes -> {} bytes ({})",
+                 ctx_.config.id, stats->files, stats->directories, stats->content_bytes,
+                 stats->archive_size, to_string(ctx_.engine));
+    co_return stats->archive_size;
+  }
+
+  void set_phase(std::string phase) {
+    if (ctx_.status) ctx_.status->update([&](InstanceStatus& s) { s.phase = std::move(phase); });
+  }
+
+  void finish(const ProviderRunOutcome& out) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    if (out.succeeded)
+      spdlog::info("[{}] provider: published cid={} in {:.3f} s", ctx_.config.id, out.cid, secs);
+    else
+      spdlog::warn("[{}] provider: request failed at stage {}: {}", ctx_.config.id,
+                   out.failed_stage ? core::to_string(*out.failed_stage) : "?", out.error);
+    if (!ctx_.status) return;
+    ctx_.status->update([&](InstanceStatus& s) {
+      s.phase = "idle";
+      s.last_duration_s = secs;
+      if (out.succeeded) {
+        ++s.requests_ok;
+        s.last_cid = out.cid;
+      } else {
+        ++s.requests_failed;
+        s.last_error = std::string(out.failed_stage ? core::to_string(*out.failed_stage) : "") + ": " + out.error;
+      }
+    });
+  }
+
+  InstanceContext& ctx_;
+  std::filesystem::path archive_;
+  std::chrono::steady_clock::time_point started_{}, stop_began_{};
+};
+
+}  // namespace
+
+boost::asio::awaitable<ProviderRunOutcome> run_provider_once(InstanceContext& ctx) {
+  ProviderDriver driver(ctx);
+  co_return co_await driver.run();
+}
+
+}  // namespace carsync::runtime
