@@ -1,1 +1,110 @@
-// placeholder: being written
+#include "core/history.hpp"
+
+#include "core/json_text.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace carsync::core {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::size_t cid_chars_in_name = 12;
+
+bool ascii_alnum(unsigned char c) noexcept {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+std::optional<std::int64_t> integer_member(const json::object& o, std::string_view key) noexcept {
+  const json::value* v = o.if_contains(key);
+  if (!v) return std::nullopt;
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    return static_cast<std::int64_t>(v->get_uint64());
+  return std::nullopt;
+}
+
+const json::value& cid_of(const HistoryEntry& e) noexcept {
+  static const json::value null;
+  const json::value* v = e.body.if_contains("cid");
+  return v ? *v : null;
+}
+
+bool already_retired(const HistoryEntry& e) noexcept {
+  const json::value* deletion = e.body.if_contains("deletion");
+  if (!deletion || !deletion->is_object()) return false;
+  const json::value* at = deletion->get_object().if_contains("deleted_at");
+  return at && !at->is_null();
+}
+
+}  // namespace
+
+std::string_view to_string(HistoryDir d) noexcept { return d == HistoryDir::sent ? "sent" : "received"; }
+
+std::string history_file_name(std::int64_t version, std::string_view cid) {
+  std::string safe;
+  // 12 characters of the CID, counted in code points like the reference; anything that is
+  // not an ASCII letter or digit (a whole multi-byte character included) becomes one '_'.
+  std::size_t taken = 0;
+  for (std::size_t i = 0; i < cid.size() && taken < cid_chars_in_name; ++taken) {
+    const auto c = static_cast<unsigned char>(cid[i]);
+    std::size_t len = 1;
+    if (c >= 0xC0) {
+      while (i + len < cid.size() && (static_cast<unsigned char>(cid[i + len]) & 0xC0) == 0x80) ++len;
+    }
+    safe += ascii_alnum(c) ? static_cast<char>(c) : '_';
+    i += len;
+  }
+  if (safe.empty()) safe = "no_cid";
+  return fmt::format("{:010d}__{}.json", version, safe);
+}
+
+OrderKey order_key(const HistoryEntry& e) noexcept {
+  return OrderKey{integer_member(e.body, "sequence").value_or(-1),
+                  integer_member(e.body, "history_written_at_ns").value_or(e.mtime_ns)};
+}
+
+void sort_by_write_order(std::vector<HistoryEntry>& entries) {
+  // The file name breaks ties so that the order never depends on directory enumeration.
+  std::sort(entries.begin(), entries.end(), [](const HistoryEntry& a, const HistoryEntry& b) {
+    const OrderKey ka = order_key(a), kb = order_key(b);
+    if (ka != kb) return ka < kb;
+    return a.file_name < b.file_name;
+  });
+}
+
+std::int64_t max_sequence(const std::vector<HistoryEntry>& entries) noexcept {
+  std::int64_t highest = 0;
+  for (const auto& e : entries) highest = std::max(highest, order_key(e).sequence);
+  return highest;
+}
+
+std::optional<std::size_t> retirement_target(const std::vector<HistoryEntry>& sorted) {
+  if (sorted.size() < 2) return std::nullopt;
+  const json::value& latest_cid = cid_of(sorted.back());
+  for (std::size_t i = sorted.size() - 1; i-- > 0;) {
+    const HistoryEntry& e = sorted[i];
+    if (cid_of(e) == latest_cid || already_retired(e)) continue;
+    if (!truthy(cid_of(e))) return std::nullopt;
+    return i;
+  }
+  return std::nullopt;
+}
+
+boost::json::object null_deletion() {
+  return {{"deleted_at", nullptr}, {"deletion_succeeded", nullptr}, {"deletion_error", nullptr}};
+}
+
+boost::json::object deletion_result(std::optional<double> deleted_at, bool succeeded,
+                                    std::optional<std::string> error) {
+  json::object out;
+  out["deleted_at"] = deleted_at ? json::value(*deleted_at) : json::value(nullptr);
+  out["deletion_succeeded"] = succeeded;
+  out["deletion_error"] = error ? json::value(*error) : json::value(nullptr);
+  return out;
+}
+
+}  // namespace carsync::core

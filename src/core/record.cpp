@@ -1,1 +1,129 @@
-// placeholder: being written
+#include "core/record.hpp"
+
+#include "core/json_text.hpp"
+
+namespace carsync::core {
+namespace {
+
+namespace json = boost::json;
+
+bool is_integer(const json::value& v) noexcept { return v.is_int64() || v.is_uint64(); }
+
+// Bounded rendering of a foreign value inside a reason.
+std::string shown(const json::value& v, std::size_t cap = 200) {
+  return first_code_points(to_canonical_json(v), cap);
+}
+
+const json::value& member_or_null(const json::object& o, std::string_view key) {
+  static const json::value null;
+  const json::value* v = o.if_contains(key);
+  return v ? *v : null;
+}
+
+}  // namespace
+
+boost::json::object build_manifest(const SyncRequest& req, const PublishedSnapshot& snap) {
+  json::array paths;
+  for (const auto& p : req.archive_paths) paths.emplace_back(p);
+  return {
+      {"schema_version", manifest_schema_version},
+      {"archive_paths", std::move(paths)},
+      {"archive_format", to_string(snap.format)},
+      {"archive_size_bytes", snap.archive_size_bytes},
+      {"encryption", manifest_encryption},
+      {"runtime", req.runtime.to_json()},
+  };
+}
+
+boost::json::object build_record(const SyncRequest& req, const PublishedSnapshot& snap) {
+  json::value node_id = nullptr;
+  if (snap.node_id) node_id = *snap.node_id;
+  return {
+      {"cid", snap.cid},
+      {"version", snap.version},
+      {"timestamp", snap.timestamp},
+      {"node_id", std::move(node_id)},
+      {"metadata", req.metadata},
+      {"runtime", req.runtime.to_json()},
+      {"manifest", build_manifest(req, snap)},
+  };
+}
+
+std::vector<std::string> validate_record(const boost::json::value& record, std::span<const VolumeMount> mounts,
+                                         const MountPolicy& policy) {
+  if (!record.is_object()) return {"sync record is not a dict"};
+  const json::object& rec = record.get_object();
+
+  std::vector<std::string> reasons;
+  const json::value& cid = member_or_null(rec, "cid");
+  if (!cid.is_string() || cid.get_string().empty())
+    reasons.push_back("sync record cid must be a non-empty string, got " + shown(cid));
+  const json::value& version = member_or_null(rec, "version");
+  if (!is_integer(version)) reasons.push_back("sync record version must be an integer, got " + shown(version));
+
+  auto manifest_reasons = validate_manifest(record, mounts, policy);
+  reasons.insert(reasons.end(), std::make_move_iterator(manifest_reasons.begin()),
+                 std::make_move_iterator(manifest_reasons.end()));
+  return reasons;
+}
+
+std::vector<std::string> validate_manifest(const boost::json::value& record, std::span<const VolumeMount> mounts,
+                                           const MountPolicy& policy) {
+  if (!record.is_object()) return {"manifest record is not a dict"};
+  const json::value& raw = member_or_null(record.get_object(), "manifest");
+  static const json::object empty;
+  if (truthy(raw) && !raw.is_object()) return {"manifest must be a JSON object"};
+  const json::object& manifest = raw.is_object() ? raw.get_object() : empty;
+
+  std::vector<std::string> reasons;
+  const json::value& schema = member_or_null(manifest, "schema_version");
+  const std::string max_schema = std::to_string(manifest_schema_version);
+  if (!is_integer(schema)) {
+    reasons.push_back("manifest schema_version must be an integer (max supported " + max_schema + "), got " +
+                      shown(schema));
+  } else if (schema.is_uint64() ? schema.get_uint64() > static_cast<std::uint64_t>(manifest_schema_version)
+                                : schema.get_int64() > manifest_schema_version) {
+    reasons.push_back("unsupported manifest schema_version " + shown(schema) + " (max supported " + max_schema + ")");
+  }
+
+  const json::value& format = member_or_null(manifest, "archive_format");
+  if (!(format.is_string() && (format.get_string() == to_string(ArchiveFormat::tar_gz) ||
+                               format.get_string() == to_string(ArchiveFormat::tar_zst)))) {
+    reasons.push_back("unsupported manifest archive_format " + shown(format) +
+                      " (expected \"tar.gz\" or \"tar.zst\")");
+  }
+
+  const json::value& encryption = member_or_null(manifest, "encryption");
+  if (!(encryption.is_string() && encryption.get_string() == manifest_encryption)) {
+    reasons.push_back("unsupported manifest encryption " + shown(encryption) + " (expected \"" +
+                      std::string(manifest_encryption) + "\")");
+  }
+
+  const json::value& paths = member_or_null(manifest, "archive_paths");
+  if (!paths.is_array() || paths.get_array().empty()) {
+    reasons.push_back("archive_paths must be a non-empty list of container-absolute paths");
+    return reasons;
+  }
+  json::array invalid, unmapped;
+  std::string unmapped_why;
+  for (const json::value& entry : paths.get_array()) {
+    if (!entry.is_string() || entry.get_string().empty()) {
+      invalid.push_back(entry);
+      continue;
+    }
+    // Routing is by container path, so every path must land in one of *our* volumes.
+    auto resolved = resolve_mount(entry.get_string(), mounts, policy);
+    if (!resolved) {
+      unmapped.push_back(entry);
+      if (!unmapped_why.empty()) unmapped_why += "; ";
+      unmapped_why += resolved.error().message;
+    }
+  }
+  if (!invalid.empty()) reasons.push_back("invalid archive_paths entries: " + shown(invalid, 2000));
+  if (!unmapped.empty()) {
+    reasons.push_back("unmapped archive_paths on this consumer: " + shown(unmapped, 2000) + " (" + unmapped_why + ")");
+  }
+  return reasons;
+}
+
+}  // namespace carsync::core

@@ -1,1 +1,220 @@
-// placeholder: being written
+#include "core/sync_config.hpp"
+
+#include "core/json_text.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <string_view>
+
+namespace carsync {
+
+std::string_view to_string(Role r) noexcept {
+  switch (r) {
+    case Role::none: return "none";
+    case Role::provider: return "provider";
+    case Role::consumer: return "consumer";
+  }
+  return "none";
+}
+
+std::string_view to_string(ArchiveFormat f) noexcept {
+  switch (f) {
+    case ArchiveFormat::tar_gz: return "tar.gz";
+    case ArchiveFormat::tar_zst: return "tar.zst";
+  }
+  return "tar.gz";
+}
+
+}  // namespace carsync
+
+namespace carsync::core {
+namespace {
+
+namespace json = boost::json;
+
+std::string_view trim(std::string_view s) {
+  const auto is_space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+// Python's float(): JSON numbers and numeric strings (which may spell inf or nan).
+// Booleans are not numbers here, unlike in Python.
+std::optional<double> as_number(const json::value* v) {
+  if (!v) return std::nullopt;
+  switch (v->kind()) {
+    case json::kind::int64: return static_cast<double>(v->get_int64());
+    case json::kind::uint64: return static_cast<double>(v->get_uint64());
+    case json::kind::double_: return v->get_double();
+    case json::kind::string: {
+      std::string_view s = trim(v->get_string());
+      if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+      double d = 0;
+      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+      if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+      return d;
+    }
+    default: return std::nullopt;
+  }
+}
+
+std::optional<std::int64_t> as_integer(const json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+    return static_cast<std::int64_t>(v.get_uint64());
+  return std::nullopt;
+}
+
+// A key whose absence (or null) means "use the default".
+const json::value* given(const json::object& block, std::string_view key) {
+  const json::value* v = block.if_contains(key);
+  return v && !v->is_null() ? v : nullptr;
+}
+
+double clamp_interval(const json::value* v, double floor, double fallback) {
+  const auto d = as_number(v);
+  if (!d || !std::isfinite(*d)) return fallback;
+  return std::max(*d, floor);
+}
+
+// Bounded so that a huge value cannot flood the log.
+std::string shown(const json::value& v) { return first_code_points(to_canonical_json(v), 80); }
+
+// The carsync-only keys; only consulted once the block is enabled with a valid KEY/TYPE.
+std::optional<std::string> parse_carsync_keys(const json::object& block, SyncConfig& cfg) {
+  if (const auto* v = given(block, "ARCHIVE_FORMAT")) {
+    if (v->is_string() && v->get_string() == "tar.gz") {
+      cfg.archive_format = ArchiveFormat::tar_gz;
+    } else if (v->is_string() && v->get_string() == "tar.zst") {
+      cfg.archive_format = ArchiveFormat::tar_zst;
+    } else {
+      return "SYNC.ARCHIVE_FORMAT must be \"tar.gz\" or \"tar.zst\", got " + shown(*v);
+    }
+  }
+
+  const bool zstd = cfg.archive_format == ArchiveFormat::tar_zst;
+  const int max_level = zstd ? 19 : 9;
+  cfg.compression_level = zstd ? 3 : 6;
+  if (const auto* v = given(block, "COMPRESSION_LEVEL")) {
+    const auto level = as_integer(*v);
+    if (!level || *level < 1 || *level > max_level) {
+      return "SYNC.COMPRESSION_LEVEL must be an integer from 1 to " + std::to_string(max_level) + " for " +
+             std::string(to_string(cfg.archive_format)) + ", got " + shown(*v);
+    }
+    cfg.compression_level = static_cast<int>(*level);
+  }
+
+  if (const auto* v = given(block, "APPLY_SEMANTICS")) {
+    if (v->is_string() && v->get_string() == "overlay") {
+      cfg.apply_semantics = ApplySemantics::overlay;
+    } else if (v->is_string() && v->get_string() == "mirror") {
+      cfg.apply_semantics = ApplySemantics::mirror;
+    } else {
+      return "SYNC.APPLY_SEMANTICS must be \"overlay\" or \"mirror\", got " + shown(*v);
+    }
+  }
+
+  if (const auto* v = given(block, "INITIAL_SYNC_TIMEOUT")) {
+    const bool is_number = v->is_number();
+    const double d = is_number ? v->to_number<double>() : 0;
+    if (!is_number || !std::isfinite(d) || d < 0)
+      return "SYNC.INITIAL_SYNC_TIMEOUT must be a number of seconds >= 0, got " + shown(*v);
+    cfg.initial_sync_timeout = d;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+double parse_poll_interval(const boost::json::value* v) { return clamp_interval(v, 1.0, 10.0); }
+
+double parse_hsync_poll_interval(const boost::json::value* v) { return clamp_interval(v, 10.0, 60.0); }
+
+std::optional<bool> parse_flag(const boost::json::value* v) {
+  if (!v) return std::nullopt;
+  if (v->is_bool()) return v->get_bool();
+  if (const auto i = as_integer(*v); i && (*i == 0 || *i == 1)) return *i == 1;
+  if (v->is_string()) {
+    const std::string s = lower(trim(v->get_string()));
+    if (s == "1" || s == "true" || s == "yes" || s == "on") return true;
+    if (s == "0" || s == "false" || s == "no" || s == "off" || s.empty()) return false;
+  }
+  return std::nullopt;
+}
+
+ParsedSync parse_sync_config(const boost::json::value* sync_block) {
+  ParsedSync out;
+  SyncConfig& cfg = out.config;
+  if (!sync_block || !sync_block->is_object()) return out;
+  const json::object& block = sync_block->get_object();
+
+  // A present flag we cannot read is off; the warning tells the operator why.
+  const auto flag = [&](std::string_view key) {
+    const json::value* v = block.if_contains(key);
+    if (!v) return false;
+    if (const auto f = parse_flag(v)) return *f;
+    cfg.warnings.push_back("SYNC." + std::string(key) + ": cannot read " + shown(*v) +
+                           " as a boolean; using false");
+    return false;
+  };
+  cfg.enabled = flag("ENABLED");
+  cfg.allow_online_capture = flag("ALLOW_ONLINE_PROVIDER_CAPTURE");
+
+  const auto interval = [&](std::string_view key, double fallback, double parsed) {
+    const json::value* v = given(block, key);
+    const auto d = as_number(v);
+    if (v && (!d || !std::isfinite(*d)))
+      cfg.warnings.push_back("SYNC." + std::string(key) + ": " + shown(*v) + " is not a finite number; using " +
+                             std::to_string(static_cast<int>(fallback)) + " s");
+    return parsed;
+  };
+  cfg.poll_interval = interval("POLL_INTERVAL", 10.0, parse_poll_interval(given(block, "POLL_INTERVAL")));
+  cfg.hsync_poll_interval =
+      interval("HSYNC_POLL_INTERVAL", 60.0, parse_hsync_poll_interval(given(block, "HSYNC_POLL_INTERVAL")));
+
+  if (const auto* v = given(block, "CONSUMER_APPLY_MODE")) {
+    if (v->is_string()) {
+      cfg.consumer_apply_mode = std::string(v->get_string());
+    } else {
+      cfg.warnings.push_back("SYNC.CONSUMER_APPLY_MODE: " + shown(*v) + " is not a string; using offline_restart");
+    }
+  }
+
+  const json::value* key = block.if_contains("KEY");
+  if (key && key->is_string()) cfg.key = std::string(key->get_string());
+  if (!cfg.enabled) return out;
+
+  const auto disable = [&](std::string reason) {
+    cfg.enabled = false;
+    cfg.role = Role::none;
+    out.error = std::move(reason);
+    return out;
+  };
+  if (cfg.key.empty()) return disable("SYNC.KEY must be a non-empty string");
+
+  const json::value* type = block.if_contains("TYPE");
+  if (type && type->is_string() && type->get_string() == "provider") {
+    cfg.role = Role::provider;
+  } else if (type && type->is_string() && type->get_string() == "consumer") {
+    cfg.role = Role::consumer;
+  } else {
+    return disable("SYNC.TYPE must be \"provider\" or \"consumer\", got " +
+                   (type ? shown(*type) : std::string("nothing")));
+  }
+
+  if (auto err = parse_carsync_keys(block, cfg)) return disable(std::move(*err));
+  return out;
+}
+
+}  // namespace carsync::core

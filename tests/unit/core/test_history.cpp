@@ -1,0 +1,126 @@
+#include "core/history.hpp"
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace carsync::core {
+namespace {
+
+namespace json = boost::json;
+
+HistoryEntry entry(std::string cid, std::int64_t version, std::optional<std::int64_t> written_ns,
+                   std::optional<std::int64_t> sequence = std::nullopt, std::int64_t mtime_ns = 0) {
+  json::object body = {{"cid", cid}, {"version", version}, {"deletion", null_deletion()}};
+  if (written_ns) body["history_written_at_ns"] = *written_ns;
+  if (sequence) body["sequence"] = *sequence;
+  return {history_file_name(version, cid), std::move(body), mtime_ns};
+}
+
+HistoryEntry retired(HistoryEntry e) {
+  e.body["deletion"] = deletion_result(1714742500.5, true, std::nullopt);
+  return e;
+}
+
+std::vector<std::string> cids(const std::vector<HistoryEntry>& entries) {
+  std::vector<std::string> out;
+  for (const auto& e : entries) out.emplace_back(e.body.at("cid").as_string());
+  return out;
+}
+
+TEST(History, D36_NamePadsVersionAndTruncatesCid) {
+  EXPECT_EQ(history_file_name(1714742400, "QmHash1234567890ABCDEF"), "1714742400__QmHash123456.json");
+}
+
+TEST(History, D37_ShortCidKept) { EXPECT_EQ(history_file_name(7, "Qm"), "0000000007__Qm.json"); }
+
+TEST(History, D38_EmptyCidIsNoCid) { EXPECT_EQ(history_file_name(7, ""), "0000000007__no_cid.json"); }
+
+TEST(History, NameReplacesNonAlphanumerics) {
+  EXPECT_EQ(history_file_name(1, "a/b.c-d_e"), "0000000001__a_b_c_d_e.json");
+  // One multi-byte character is one character of the 12 and one '_'.
+  EXPECT_EQ(history_file_name(1, "\xC3\xA9" "bcdefghijklmn"), "0000000001___bcdefghijkl.json");
+}
+
+TEST(History, DirNames) {
+  EXPECT_EQ(to_string(HistoryDir::sent), "sent");
+  EXPECT_EQ(to_string(HistoryDir::received), "received");
+}
+
+TEST(History, SequenceOrdersBeforeWallClock) {
+  // A wall-clock step backwards must not reorder entries that carry a sequence.
+  std::vector<HistoryEntry> v = {entry("B", 2, 100, 2), entry("A", 1, 900, 1)};
+  sort_by_write_order(v);
+  EXPECT_EQ(cids(v), (std::vector<std::string>{"A", "B"}));
+  EXPECT_EQ(max_sequence(v), 2);
+}
+
+TEST(History, ReferenceEntriesOrderByWrittenNsThenMtime) {
+  std::vector<HistoryEntry> v = {entry("late", 1, 300), entry("mtime", 9, std::nullopt, std::nullopt, 200),
+                                 entry("early", 5, 100)};
+  sort_by_write_order(v);
+  EXPECT_EQ(cids(v), (std::vector<std::string>{"early", "mtime", "late"}));
+  EXPECT_EQ(max_sequence(v), 0);
+}
+
+TEST(History, UnsequencedEntriesPredateSequencedOnes) {
+  std::vector<HistoryEntry> v = {entry("new", 1, 10, 1), entry("ref", 1, 999)};
+  sort_by_write_order(v);
+  EXPECT_EQ(cids(v), (std::vector<std::string>{"ref", "new"}));
+}
+
+TEST(History, OrderKeyFallsBackToMtimeForNonIntegerTimestamps) {
+  HistoryEntry e = entry("x", 1, std::nullopt, std::nullopt, 42);
+  e.body["history_written_at_ns"] = 1.5;
+  e.body["sequence"] = "3";
+  EXPECT_EQ(order_key(e), (OrderKey{-1, 42}));
+}
+
+TEST(History, RetirementNeedsTwoEntries) {
+  EXPECT_EQ(retirement_target({}), std::nullopt);
+  EXPECT_EQ(retirement_target({entry("A", 1, 1)}), std::nullopt);
+}
+
+TEST(History, RetirementPicksThePreviousEntry) {
+  EXPECT_EQ(retirement_target({entry("A", 1, 1), entry("B", 2, 2)}), 0u);
+}
+
+TEST(History, RetirementSkipsSameCidAndRetiredEntries) {
+  const std::vector<HistoryEntry> v = {entry("A", 1, 1), retired(entry("B", 2, 2)), entry("C", 3, 3),
+                                       entry("C", 4, 4)};
+  EXPECT_EQ(retirement_target(v), 0u);
+  EXPECT_EQ(retirement_target({retired(entry("A", 1, 1)), entry("B", 2, 2)}), std::nullopt);
+  EXPECT_EQ(retirement_target({entry("B", 1, 1), entry("B", 2, 2)}), std::nullopt);
+}
+
+TEST(History, RetirementStopsAtAnEmptyCid) {
+  EXPECT_EQ(retirement_target({entry("A", 1, 1), entry("", 2, 2), entry("C", 3, 3)}), std::nullopt);
+}
+
+TEST(History, FailedRetirementIsPickedAgain) {
+  HistoryEntry failed = entry("A", 1, 1);
+  failed.body["deletion"] = deletion_result(std::nullopt, false, "store down");
+  EXPECT_EQ(retirement_target({failed, entry("B", 2, 2)}), 0u);
+}
+
+TEST(History, G94_RetirementFollowsWriteOrderNotVersion) {
+  // The higher version was written first; the lower version is the latest write.
+  std::vector<HistoryEntry> v = {entry("Low", 100, 2000, 2), entry("High", 900, 1000, 1)};
+  sort_by_write_order(v);
+  const auto target = retirement_target(v);
+  ASSERT_TRUE(target);
+  EXPECT_EQ(v[*target].body.at("cid"), "High");
+}
+
+TEST(History, DeletionRecords) {
+  EXPECT_EQ(null_deletion(),
+            (json::object{{"deleted_at", nullptr}, {"deletion_succeeded", nullptr}, {"deletion_error", nullptr}}));
+  EXPECT_EQ(deletion_result(12.5, true, std::nullopt),
+            (json::object{{"deleted_at", 12.5}, {"deletion_succeeded", true}, {"deletion_error", nullptr}}));
+  EXPECT_EQ(deletion_result(std::nullopt, false, "boom"),
+            (json::object{{"deleted_at", nullptr}, {"deletion_succeeded", false}, {"deletion_error", "boom"}}));
+}
+
+}  // namespace
+}  // namespace carsync::core

@@ -1,0 +1,148 @@
+#include "core/json_text.hpp"
+
+#include <boost/json.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace carsync::core {
+namespace {
+
+namespace json = boost::json;
+using ::testing::HasSubstr;
+
+TEST(JsonText, ReferenceFormatSortsKeysAndIndentsByTwo) {
+  const json::value v = {{"b", json::array{1, 2}}, {"a", json::object{{"z", nullptr}, {"y", true}}}};
+  EXPECT_EQ(to_reference_json(v),
+            "{\n"
+            "  \"a\": {\n"
+            "    \"y\": true,\n"
+            "    \"z\": null\n"
+            "  },\n"
+            "  \"b\": [\n"
+            "    1,\n"
+            "    2\n"
+            "  ]\n"
+            "}");
+}
+
+TEST(JsonText, EmptyContainersStayOnOneLine) {
+  const json::value v = {{"a", json::object{}}, {"b", json::array{}}};
+  EXPECT_EQ(to_reference_json(v), "{\n  \"a\": {},\n  \"b\": []\n}");
+  EXPECT_EQ(to_reference_json(json::object{}), "{}");
+  EXPECT_EQ(to_reference_json(json::array{}), "[]");
+}
+
+TEST(JsonText, NonAsciiIsEscapedWithSurrogatePairs) {
+  // é (U+00E9), € (U+20AC), 😀 (U+1F600)
+  const json::value v = json::string("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80");
+  EXPECT_EQ(to_reference_json(v), R"("\u00e9\u20ac\ud83d\ude00")");
+}
+
+TEST(JsonText, ControlCharactersUsePythonEscapes) {
+  const json::value v = json::string(std::string("q\"b\\n\n\t\r\b\f\x01\x7f", 12));
+  EXPECT_EQ(to_canonical_json(v), R"("q\"b\\n\n\t\r\b\f\u0001\u007f")");
+}
+
+TEST(JsonText, DoublesLookLikePythonFloats) {
+  EXPECT_EQ(to_canonical_json(1.0), "1.0");
+  EXPECT_EQ(to_canonical_json(-0.0), "-0.0");
+  EXPECT_EQ(to_canonical_json(1714742401.73), "1714742401.73");
+  EXPECT_EQ(to_canonical_json(0.1), "0.1");
+  EXPECT_EQ(to_canonical_json(0.0001), "0.0001");
+  EXPECT_EQ(to_canonical_json(0.00001), "1e-05");
+  EXPECT_EQ(to_canonical_json(1e15), "1000000000000000.0");
+  EXPECT_EQ(to_canonical_json(1e16), "1e+16");
+  EXPECT_EQ(to_canonical_json(1.5e300), "1.5e+300");
+  EXPECT_EQ(to_canonical_json(123.456), "123.456");
+}
+
+TEST(JsonText, DoublesRoundTrip) {
+  for (double d : {0.1 + 0.2, 1.0 / 3.0, 6.02214076e23, 5e-324, 1.7976931348623157e308}) {
+    auto parsed = parse_json(to_canonical_json(d));
+    ASSERT_TRUE(parsed);
+    ASSERT_TRUE(parsed->is_double());
+    EXPECT_EQ(parsed->get_double(), d);
+  }
+}
+
+TEST(JsonText, IntegersStayIntegers) {
+  EXPECT_EQ(to_canonical_json(json::value(std::int64_t{-42})), "-42");
+  EXPECT_EQ(to_canonical_json(json::value(std::uint64_t{18446744073709551615ull})), "18446744073709551615");
+}
+
+TEST(JsonText, CanonicalIsCompactAndSorted) {
+  const json::value v = {{"manifest", json::object{{"b", 1}, {"a", "x"}}}, {"cid", "Qm"}};
+  EXPECT_EQ(to_canonical_json(v), R"({"cid":"Qm","manifest":{"a":"x","b":1}})");
+}
+
+TEST(JsonText, ReferenceOutputParsesBackToTheSameValue) {
+  const json::value v = {{"k", json::array{1, 2.5, "s\xC3\xA9", nullptr, json::object{{"n", false}}}}};
+  auto parsed = parse_json(to_reference_json(v));
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(*parsed, v);
+}
+
+TEST(JsonText, CheckUtf8AcceptsValidText) {
+  EXPECT_TRUE(check_utf8(""));
+  EXPECT_TRUE(check_utf8("plain"));
+  EXPECT_TRUE(check_utf8("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF"));
+}
+
+TEST(JsonText, CheckUtf8RejectsMalformedSequences) {
+  for (std::string_view bad : {
+           std::string_view("\xFF"),              // never valid
+           std::string_view("\xC0\xAF"),          // overlong '/'
+           std::string_view("\xE0\x80\xAF"),      // overlong
+           std::string_view("\xED\xA0\x80"),      // surrogate U+D800
+           std::string_view("\xF4\x90\x80\x80"),  // above U+10FFFF
+           std::string_view("\xC3"),              // truncated
+           std::string_view("\x80"),              // lone continuation
+       }) {
+    EXPECT_FALSE(check_utf8(bad)) << testing::PrintToString(bad);
+  }
+}
+
+TEST(JsonText, CheckUtf8NamesTheOffendingByteAndPosition) {
+  auto r = check_utf8("ok\xFF");
+  ASSERT_FALSE(r);
+  EXPECT_THAT(r.error().message, HasSubstr("0xff"));
+  EXPECT_THAT(r.error().message, HasSubstr("position 2"));
+}
+
+TEST(JsonText, ParseErrorsCarryParserDetail) {
+  auto r = parse_json("not-json{");
+  ASSERT_FALSE(r);
+  EXPECT_FALSE(r.error().message.empty());
+  EXPECT_FALSE(parse_json("{\"a\": 1,}"));
+  EXPECT_FALSE(parse_json("{} extra"));
+  EXPECT_FALSE(parse_json("\xEF\xBB\xBF{}"));  // a BOM is not JSON
+  EXPECT_FALSE(parse_json(""));
+}
+
+TEST(JsonText, DuplicateKeysKeepTheLast) {
+  auto r = parse_json(R"({"a": 1, "a": 2})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->at("a"), 2);
+}
+
+TEST(JsonText, FirstCodePointsCountsCharactersNotBytes) {
+  EXPECT_EQ(first_code_points("abc", 2), "ab");
+  EXPECT_EQ(first_code_points("abc", 5), "abc");
+  EXPECT_EQ(first_code_points("\xC3\xA9\xC3\xA9x", 2), "\xC3\xA9\xC3\xA9");
+  EXPECT_EQ(first_code_points("\xF0\x9F\x98\x80z", 1), "\xF0\x9F\x98\x80");
+  EXPECT_EQ(first_code_points("abc", 0), "");
+}
+
+TEST(JsonText, TruthyFollowsPython) {
+  for (const json::value& falsy : {json::value(nullptr), json::value(false), json::value(0), json::value(0.0),
+                                   json::value(""), json::value(json::array{}), json::value(json::object{})}) {
+    EXPECT_FALSE(truthy(falsy)) << falsy;
+  }
+  for (const json::value& t : {json::value(true), json::value(-1), json::value(0.5), json::value("0"),
+                               json::value(json::array{0}), json::value(json::object{{"a", nullptr}})}) {
+    EXPECT_TRUE(truthy(t)) << t;
+  }
+}
+
+}  // namespace
+}  // namespace carsync::core
