@@ -1,0 +1,198 @@
+// The operator CLI, run as a separate process the way an operator or supervisor would.
+#include "support/temp_dir.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace carsync::test {
+namespace {
+
+struct Run {
+  int exit_code;
+  std::string out;
+  std::string err;
+};
+
+std::string shell_quote(std::string_view s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Runs the CLI with `args`, capturing stdout and (via a file) stderr.
+Run carsync(const TempDir& tmp, const std::vector<std::string_view>& args) {
+  const auto err_file = tmp / "stderr.txt";
+  std::string cmd = shell_quote(CARSYNC_CLI_PATH);
+  for (auto a : args) cmd += " " + shell_quote(a);
+  cmd += " 2>" + shell_quote(err_file.string());
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (!pipe) throw std::runtime_error("popen failed");
+  std::string out;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, read_file(err_file)};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  TempDir tmp;
+  std::string data_dir = (tmp / "data").string();
+};
+
+TEST_F(CliTest, KvSetThenGetRoundTrips) {
+  auto set = carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "CHAINSTORE_SYNC", "k1", R"({"cid":"bafy","v":3})"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  EXPECT_EQ(set.out, "ok\n");
+
+  auto get = carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "CHAINSTORE_SYNC", "k1"});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "{\"cid\":\"bafy\",\"v\":3}\n");
+
+  ASSERT_EQ(carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "CHAINSTORE_SYNC", "k2", "\"text\""}).exit_code, 0);
+  auto all = carsync(tmp, {"--data-dir", data_dir, "kv", "hgetall", "CHAINSTORE_SYNC"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_TRUE(all.out == "{\"k1\":{\"cid\":\"bafy\",\"v\":3},\"k2\":\"text\"}\n" ||
+              all.out == "{\"k2\":\"text\",\"k1\":{\"cid\":\"bafy\",\"v\":3}}\n")
+      << all.out;
+}
+
+TEST_F(CliTest, KvMissingKeyFails) {
+  auto get = carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "CHAINSTORE_SYNC", "nope"});
+  EXPECT_EQ(get.exit_code, 1);
+  EXPECT_EQ(get.out, "");
+  EXPECT_NE(get.err.find("nope"), std::string::npos);
+  EXPECT_EQ(std::count(get.err.begin(), get.err.end(), '\n'), 1) << get.err;
+}
+
+TEST_F(CliTest, KvRejectsInvalidJson) {
+  auto set = carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "h", "k", "{not json"});
+  EXPECT_EQ(set.exit_code, 2);
+  EXPECT_EQ(carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "h", "k"}).exit_code, 1);
+}
+
+TEST_F(CliTest, CasPutThenGetReturnsSameBytes) {
+  std::string content;
+  for (int i = 0; i < 100000; ++i) content += static_cast<char>(i * 13);
+  write_file(tmp / "in.bin", content);
+
+  auto put = carsync(tmp, {"--data-dir", data_dir, "cas", "put", (tmp / "in.bin").string()});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  ASSERT_FALSE(put.out.empty());
+  ASSERT_EQ(put.out.back(), '\n');
+  const std::string cid = put.out.substr(0, put.out.size() - 1);
+  EXPECT_TRUE(cid.starts_with("bafkrei")) << cid;
+
+  auto get = carsync(tmp, {"--data-dir", data_dir, "cas", "get", cid, "-o", (tmp / "out.bin").string()});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_TRUE(read_file(tmp / "out.bin") == content);
+}
+
+TEST_F(CliTest, CasGetOfUnknownBlobFails) {
+  auto get = carsync(tmp, {"--data-dir", data_dir, "cas", "get",
+                           "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "-o",
+                           (tmp / "out").string()});
+  EXPECT_EQ(get.exit_code, 1);
+  EXPECT_FALSE(std::filesystem::exists(tmp / "out"));
+}
+
+TEST_F(CliTest, DataDirComesFromConfig) {
+  write_file(tmp / "node.json", R"({"data_dir": ")" + data_dir + R"(", "instances": []})");
+  const std::string config = (tmp / "node.json").string();
+  ASSERT_EQ(carsync(tmp, {"--config", config, "kv", "hset", "h", "k", "7"}).exit_code, 0);
+  auto get = carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "h", "k"});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "7\n");
+}
+
+class CliEnvTest : public CliTest {
+ protected:
+  void SetUp() override {
+    const std::string sys = (tmp / "sys").string();
+    write_file(tmp / "node.json", R"({
+      "data_dir": ")" + data_dir + R"(",
+      "instances": [
+        {"id": "consumer-1", "system_volume": ")" + sys + R"(/c",
+         "SYNC": {"ENABLED": true, "KEY": "sync-key-1", "TYPE": "consumer"}},
+        {"id": "disabled-1", "system_volume": ")" + sys + R"(/d",
+         "SYNC": {"ENABLED": false, "KEY": "sync-key-1", "TYPE": "provider"}},
+        {"id": "invalid-1", "system_volume": ")" + sys + R"(/i",
+         "SYNC": {"ENABLED": true, "KEY": "", "TYPE": "consumer"}},
+        {"id": "no-volume-1",
+         "SYNC": {"ENABLED": true, "KEY": "sync-key-1", "TYPE": "consumer"}}
+      ]})");
+    config = (tmp / "node.json").string();
+  }
+  std::string config;
+};
+
+constexpr std::string_view kPathVars =
+    "R1_SYSTEM_VOLUME=/r1en_system\n"
+    "R1_VOLUME_SYNC_DIR=/r1en_system/volume-sync\n"
+    "R1_SYNC_REQUEST_FILE=/r1en_system/volume-sync/request.json\n";
+
+TEST_F(CliEnvTest, K142_EnabledConsumerGetsTypeAndKey) {
+  auto env = carsync(tmp, {"env", "--config", config, "consumer-1"});
+  ASSERT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_EQ(env.out, std::string(kPathVars) + "R1_SYNC_TYPE=consumer\nR1_SYNC_KEY=sync-key-1\n");
+}
+
+TEST_F(CliEnvTest, K141_DisabledInstanceGetsOnlyThePaths) {
+  auto env = carsync(tmp, {"env", "--config", config, "disabled-1"});
+  ASSERT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_EQ(env.out, kPathVars);
+}
+
+TEST_F(CliEnvTest, InvalidSyncConfigGetsOnlyThePaths) {
+  auto env = carsync(tmp, {"--config", config, "env", "invalid-1"});
+  ASSERT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_EQ(env.out, kPathVars);
+}
+
+TEST_F(CliEnvTest, K143_NoSystemVolumeGetsNoVariables) {
+  auto env = carsync(tmp, {"env", "--config", config, "no-volume-1"});
+  ASSERT_EQ(env.exit_code, 0) << env.err;
+  EXPECT_EQ(env.out, "");
+}
+
+TEST_F(CliEnvTest, UnknownInstanceIsUsageError) {
+  auto env = carsync(tmp, {"env", "--config", config, "nobody"});
+  EXPECT_EQ(env.exit_code, 2);
+  EXPECT_EQ(env.out, "");
+  EXPECT_NE(env.err.find("nobody"), std::string::npos);
+}
+
+TEST_F(CliTest, BadUsageExitsTwo) {
+  const std::string out = (tmp / "x").string();
+  const std::string absent_config = (tmp / "absent.json").string();
+  const std::string empty_cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+  const std::vector<std::vector<std::string_view>> cases = {
+      {},
+      {"frobnicate"},
+      {"--data-dir", data_dir, "kv"},                          // no kv subcommand
+      {"--data-dir", data_dir, "kv", "hget", "only-hkey"},     // KEY missing
+      {"kv", "hget", "h", "k"},                                // no data dir anywhere
+      {"--data-dir", data_dir, "cas", "get", "not-a-cid", "-o", out},
+      {"--data-dir", data_dir, "cas", "get", empty_cid},       // -o missing
+      {"env", "some-id"},                                      // no --config
+      {"env", "--config", absent_config, "some-id"},
+  };
+  for (const auto& args : cases) {
+    auto r = carsync(tmp, args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+}  // namespace
+}  // namespace carsync::test
