@@ -1,0 +1,281 @@
+// Times carsync's offline archive build against GNU tar on a fixed ~200 MB dataset.
+//
+//   carsync_bench_archive [--data DIR] [--repeat N]
+//
+// The dataset (generated into DIR/tree on first use, deterministic) mixes the shapes an app
+// volume holds: 2,000 small text files, 20 logs of 1-8 MiB and 5 incompressible 10 MiB blobs.
+// Every run reads from the page cache (one warm-up pass first), so the figures compare
+// CPU cost: the file engine plus single-threaded compression against tar piped into a
+// compressor process. Each figure is the best of N runs.
+#include "io/capture.hpp"
+#include "io/file_engine.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+using namespace carsync;
+
+namespace {
+
+// splitmix64: tiny, fast and identical everywhere, so every machine builds the same dataset.
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed) : s_(seed) {}
+  std::uint64_t next() {
+    std::uint64_t z = (s_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  std::uint64_t between(std::uint64_t lo, std::uint64_t hi) { return lo + next() % (hi - lo + 1); }
+  double unit() { return static_cast<double>(next() >> 11) / 9007199254740992.0; }
+
+ private:
+  std::uint64_t s_;
+};
+
+class Words {
+ public:
+  explicit Words(Rng& rng) : rng_(rng) {
+    for (int i = 0; i < 4000; ++i) {
+      std::string w;
+      const auto len = rng.between(2, 10);
+      for (std::uint64_t j = 0; j < len; ++j) w += static_cast<char>('a' + rng.next() % 26);
+      vocab_.push_back(std::move(w));
+    }
+  }
+  // Skewed towards the head of the vocabulary, roughly like natural text.
+  const std::string& pick() {
+    const double u = rng_.unit();
+    return vocab_[static_cast<std::size_t>(u * u * u * static_cast<double>(vocab_.size()))];
+  }
+
+ private:
+  Rng& rng_;
+  std::vector<std::string> vocab_;
+};
+
+std::string prose(Rng& rng, Words& words, std::size_t size) {
+  std::string out;
+  std::size_t line = 0;
+  while (out.size() < size) {
+    const auto n = rng.between(5, 15);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      std::string w = words.pick();
+      if (i == 0) w[0] = static_cast<char>(w[0] - 'a' + 'A');
+      out += w;
+      out += i + 1 == n ? ". " : " ";
+      line += w.size() + 1;
+      if (line > 72) {
+        out += '\n';
+        line = 0;
+      }
+    }
+  }
+  out.resize(size);
+  return out;
+}
+
+std::string log_text(Rng& rng, Words& words, std::size_t size) {
+  static const char* const levels[] = {"INFO ", "INFO ", "INFO ", "DEBUG", "WARN ", "ERROR"};
+  std::string out;
+  std::uint64_t ms = 1700000000000ull + rng.between(0, 1000000000);
+  char buf[160];
+  while (out.size() < size) {
+    ms += rng.between(0, 2000);
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(buf + n, sizeof buf - n, ".%03uZ %s [worker-%u] req=%016llx status=%u latency_ms=%u ",
+                  static_cast<unsigned>(ms % 1000), levels[rng.next() % 6],
+                  static_cast<unsigned>(rng.next() % 8), static_cast<unsigned long long>(rng.next()),
+                  rng.next() % 10 == 0 ? 500u : 200u, static_cast<unsigned>(rng.between(1, 900)));
+    out += buf;
+    out += "path=/api/v1/" + words.pick() + "/" + words.pick() + " msg=\"";
+    for (auto i = rng.between(3, 9); i > 0; --i) out += words.pick() + (i > 1 ? " " : "");
+    out += "\"\n";
+  }
+  out.resize(size);
+  return out;
+}
+
+std::string random_bytes(Rng& rng, std::size_t size) {
+  std::string out(size, '\0');
+  for (std::size_t i = 0; i + 8 <= size; i += 8) {
+    const std::uint64_t v = rng.next();
+    std::memcpy(out.data() + i, &v, 8);
+  }
+  return out;
+}
+
+void write(const fs::path& p, const std::string& bytes) {
+  fs::create_directories(p.parent_path());
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f) throw std::runtime_error("cannot write " + p.string());
+}
+
+void generate(const fs::path& tree) {
+  fs::remove_all(tree);
+  Rng rng(20240501);
+  Words words(rng);
+  char name[64];
+  for (int i = 0; i < 2000; ++i) {
+    std::snprintf(name, sizeof name, "text/d%02d/note_%04d.txt", i / 100, i);
+    write(tree / name, prose(rng, words, rng.between(1024, 64 * 1024)));
+  }
+  for (int i = 0; i < 20; ++i) {
+    std::snprintf(name, sizeof name, "logs/service-%02d.log", i);
+    write(tree / name, log_text(rng, words, rng.between(1 << 20, 8 << 20)));
+  }
+  for (int i = 0; i < 5; ++i) {
+    std::snprintf(name, sizeof name, "blobs/blob-%d.bin", i);
+    write(tree / name, random_bytes(rng, 10 << 20));
+  }
+}
+
+// Reads every file once so all timed runs start from a warm page cache.
+std::pair<std::uint64_t, std::uint64_t> warm_up(const fs::path& tree) {
+  auto reader = io::make_portable_reader({});
+  std::uint64_t files = 0, bytes = 0;
+  for (const auto& e : fs::recursive_directory_iterator(tree)) {
+    if (!e.is_regular_file()) continue;
+    io::unique_fd fd(::open(e.path().c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) throw std::runtime_error("cannot open " + e.path().string());
+    auto ok = reader->stream(fd.get(), e.file_size(), [](auto) -> Result<void> { return {}; });
+    if (!ok) throw std::runtime_error(ok.error().message);
+    ++files;
+    bytes += e.file_size();
+  }
+  return {files, bytes};
+}
+
+struct Run {
+  std::string name;
+  double seconds = 0;
+  std::uint64_t size = 0;
+  std::optional<std::size_t> baseline;  // index of the tar run this one is compared with
+};
+
+// Best of `repeat` timings of `once`, which returns the archive size.
+template <class F>
+Run timed(std::string name, int repeat, F once) {
+  Run run;
+  run.name = std::move(name);
+  for (int i = 0; i < repeat; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    run.size = once();
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    if (i == 0 || took.count() < run.seconds) run.seconds = took.count();
+  }
+  return run;
+}
+
+std::uint64_t carsync_build(const fs::path& data, const fs::path& out, ArchiveFormat format,
+                            int level, io::EngineKind engine) {
+  fs::remove(out);
+  auto reader = io::make_reader(engine, {});
+  if (reader->kind() != engine) throw std::runtime_error("io_uring is not available here");
+  const core::ResolvedPath source{"/data", (data / "tree").string(), "/data", ""};
+  auto stats = io::build_offline_archive({&source, 1}, out, {format, level}, *reader);
+  if (!stats) throw std::runtime_error(stats.error().message);
+  return stats->archive_size;
+}
+
+std::uint64_t shell_build(const std::string& command, const fs::path& out) {
+  fs::remove(out);
+  if (std::system(command.c_str()) != 0 || !fs::exists(out) || fs::file_size(out) == 0)
+    throw std::runtime_error("command failed: " + command);
+  return fs::file_size(out);
+}
+
+[[noreturn]] void usage() {
+  std::cerr << "usage: carsync_bench_archive [--data DIR] [--repeat N]\n";
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  fs::path data = "/tmp/carsync-bench-data";
+  int repeat = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) usage();
+    if (arg == "--data") data = argv[++i];
+    else if (arg == "--repeat") repeat = std::max(1, std::atoi(argv[++i]));
+    else usage();
+  }
+
+  const fs::path tree = data / "tree", marker = data / ".complete", out = data / "out";
+  if (!fs::exists(marker)) {
+    std::cout << "generating dataset in " << tree << " ..." << std::endl;
+    fs::remove(marker);
+    generate(tree);
+    write(marker, "1\n");
+  }
+  fs::create_directories(out);
+  const auto [files, bytes] = warm_up(tree);
+  const double mb = static_cast<double>(bytes) / 1e6;
+  std::printf("dataset: %llu files, %.1f MB (warm page cache), best of %d run(s)\n\n",
+              static_cast<unsigned long long>(files), mb, repeat);
+
+  const std::string q = "'" + data.string() + "'";
+  const std::string tar_gz = (out / "tar.tar.gz").string(), tar_zst = (out / "tar.tar.zst").string();
+  const std::string ours_gz = (out / "carsync.tar.gz").string(), ours_zst = (out / "carsync.tar.zst").string();
+
+  std::vector<Run> runs;
+  runs.push_back(timed("tar -czf (gzip -6)", repeat, [&] {
+    return shell_build("tar -C " + q + " -I 'gzip -6' -cf '" + tar_gz + "' tree", tar_gz);
+  }));
+  runs.push_back(timed("tar -cf - | zstd -3", repeat, [&] {
+    return shell_build("tar -C " + q + " -cf - tree | zstd -3 -q > '" + tar_zst + "'", tar_zst);
+  }));
+  for (const auto engine : {io::EngineKind::io_uring, io::EngineKind::portable}) {
+    const std::string e(io::to_string(engine));
+    runs.push_back(timed("carsync tar.gz -6 " + e, repeat, [&] {
+      return carsync_build(data, ours_gz, ArchiveFormat::tar_gz, 6, engine);
+    }));
+    runs.back().baseline = 0;
+    runs.push_back(timed("carsync tar.zst -3 " + e, repeat, [&] {
+      return carsync_build(data, ours_zst, ArchiveFormat::tar_zst, 3, engine);
+    }));
+    runs.back().baseline = 1;
+  }
+  for (const auto* f : {&tar_gz, &tar_zst, &ours_gz, &ours_zst}) fs::remove(*f);
+
+  std::printf("%-28s %9s %9s %11s %9s %9s\n", "run", "seconds", "MB/s", "archive MB",
+              "size/tar", "time/tar");
+  for (const auto& r : runs) {
+    std::printf("%-28s %9.2f %9.1f %11.2f", r.name.c_str(), r.seconds, mb / r.seconds,
+                static_cast<double>(r.size) / 1e6);
+    if (r.baseline) {
+      const Run& tar = runs[*r.baseline];
+      std::printf(" %9.3f %9.2f\n", static_cast<double>(r.size) / static_cast<double>(tar.size),
+                  r.seconds / tar.seconds);
+    } else {
+      std::printf(" %9s %9s\n", "-", "-");
+    }
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::cerr << "carsync_bench_archive: " << e.what() << "\n";
+  return 1;
+}
