@@ -4,9 +4,15 @@
 // per waiting coroutine, and each instance awaits at most one job at a time.
 //
 // Blocking calls cannot be interrupted, so long jobs take a cancel flag they poll: it is
-// raised when the job's deadline passes or the awaiting coroutine is cancelled.
+// raised when the job's deadline passes or the node shuts down.
+//
+// Callers pass lambdas that capture by reference ([&]): the caller always waits for the
+// job, and g++ 12 destroys a by-value-capturing closure temporary twice when it is an
+// argument inside a co_await expression (tests/unit/runtime/test_blocking_pool.cpp).
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -17,7 +23,9 @@
 #include <memory>
 #include <mutex>
 #include <unordered_set>
+#include <optional>
 #include <type_traits>
+#include <variant>
 
 namespace carsync::runtime {
 
@@ -30,13 +38,37 @@ class BlockingPool {
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
 
-  // Runs f() on the pool and resumes the caller on its own executor with the result.
+  // Runs f() on the pool and resumes the caller on its own executor with the result (or
+  // rethrows what f threw). f is moved into the job, so it may not outlive the caller's
+  // frame by reference: the caller always waits for the job to finish.
   template <class F>
   auto run(F f) -> asio::awaitable<std::invoke_result_t<F&>> {
     using R = std::invoke_result_t<F&>;
-    co_return co_await asio::co_spawn(
-        pool_, [f = std::move(f)]() mutable -> asio::awaitable<R> { co_return f(); },
-        asio::use_awaitable);
+    using Slot = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+    auto out = co_await asio::async_initiate<const asio::use_awaitable_t<>,
+                                             void(std::exception_ptr, std::optional<Slot>)>(
+        [this](auto handler, F job) {
+          asio::post(pool_, [job = std::move(job), handler = std::move(handler)]() mutable {
+            std::exception_ptr error;
+            std::optional<Slot> value;
+            try {
+              if constexpr (std::is_void_v<R>) {
+                job();
+                value.emplace();
+              } else {
+                value.emplace(job());
+              }
+            } catch (...) {
+              error = std::current_exception();
+            }
+            auto ex = asio::get_associated_executor(handler);
+            asio::post(ex, [handler = std::move(handler), error, value = std::move(value)]() mutable {
+              handler(error, std::move(value));
+            });
+          });
+        },
+        asio::use_awaitable, std::move(f));
+    if constexpr (!std::is_void_v<R>) co_return std::move(*out);
   }
 
   // Runs f(cancel) where `cancel` becomes true once `deadline` has passed or cancel_all()
@@ -54,7 +86,7 @@ class BlockingPool {
       if (abandoned_) cancel->store(true);
       flags_.insert(cancel.get());
     }
-    auto result = co_await run([f = std::move(f), cancel]() mutable { return f(*cancel); });
+    auto result = co_await run([&] { return f(*cancel); });
     {
       std::lock_guard lock(mu_);
       flags_.erase(cancel.get());

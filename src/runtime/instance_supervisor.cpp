@@ -79,7 +79,7 @@ boost::asio::awaitable<void> InstanceSupervisor::prepare() {
 
   // Archives of a build interrupted by a crash are useless: start with an empty scratch dir.
   auto scratch = ctx_.scratch_dir;
-  co_await services_.io_pool.run([scratch] {
+  co_await services_.io_pool.run([&] {
     std::error_code ec;
     fs::remove_all(scratch, ec);
     fs::create_directories(scratch, ec);

@@ -10,17 +10,17 @@ LocalContentStore::LocalContentStore(std::filesystem::path root, BlockingPool& p
     : cas_(std::move(root)), pool_(pool) {}
 
 backend::Task<Result<std::string>> LocalContentStore::add_file(std::filesystem::path file) {
-  co_return co_await pool_.run([this, file] { return cas_.put(file); });
+  co_return co_await pool_.run([&] { return cas_.put(file); });
 }
 
 backend::Task<Result<std::filesystem::path>> LocalContentStore::get_file(std::string cid) {
-  co_return co_await pool_.run([this, cid] { return cas_.get(cid); });
+  co_return co_await pool_.run([&] { return cas_.get(cid); });
 }
 
 backend::Task<Result<void>> LocalContentStore::delete_file(std::string cid, bool unpin_remote,
                                                            bool /*cleanup_local_files*/) {
   if (!unpin_remote) co_return Result<void>{};
-  co_return co_await pool_.run([this, cid] { return cas_.remove(cid); });
+  co_return co_await pool_.run([&] { return cas_.remove(cid); });
 }
 
 LocalKvStore::LocalKvStore(std::filesystem::path root, BlockingPool& pool,

@@ -193,7 +193,7 @@ class ProviderDriver {
     }
     io::EngineOptions eo{.queue_depth = ctx_.limits.uring_queue_depth, .block_size = ctx_.limits.read_block_size};
     auto stats = co_await ctx_.cpu_pool.run_cancellable(
-        ctx_.limits.step_timeout, [&, eo](const std::atomic<bool>& cancel) {
+        ctx_.limits.step_timeout, [&](const std::atomic<bool>& cancel) {
           auto reader = io::make_reader(ctx_.engine, eo);
           return io::build_offline_archive(req.sources, archive_, opts, *reader, &cancel);
         });
