@@ -50,6 +50,7 @@ struct InstanceContext {
   BlockingPool& cpu_pool;  // archive build / extraction
   const core::Clock& clock;
   std::filesystem::path scratch_dir;  // host-private, per instance
+  std::filesystem::path state_dir;    // host-private: current_apply.json, quarantine/, staging/, journal
   io::EngineKind engine = io::EngineKind::portable;
   RuntimeLimits limits;
   StatusCell* status = nullptr;

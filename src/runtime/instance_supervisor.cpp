@@ -3,6 +3,10 @@
 #include "runtime/provider_run.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <fmt/format.h>
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
@@ -38,9 +42,11 @@ InstanceSupervisor::InstanceSupervisor(InstanceConfig config, NodeServices& serv
            .cpu_pool = services.cpu_pool,
            .clock = services.clock,
            .scratch_dir = instance_dir(services, config_) / "scratch",
+           .state_dir = instance_dir(services, config_) / "sync_history" / "state",
            .engine = services.engine,
            .limits = services.limits,
            .status = &status_},
+      consumer_(config_.sync.hsync_poll_interval),
       wake_(ex, 1) {
   status_.update([&](InstanceStatus& s) {
     s.id = config_.id;
@@ -77,6 +83,10 @@ boost::asio::awaitable<void> InstanceSupervisor::prepare() {
   else if (*recovered == io::RecoveryResult::recovered)
     spdlog::info("[{}] recovered an interrupted request: request.json will be processed again", id);
 
+  // An apply interrupted by a crash is finished or undone before anything else runs.
+  halted_ = co_await recover_consumer(ctx_);
+  if (halted_) status_.update([](InstanceStatus& s) { s.phase = "halted"; });
+
   // Archives of a build interrupted by a crash are useless: start with an empty scratch dir.
   auto scratch = ctx_.scratch_dir;
   co_await services_.io_pool.run([&] {
@@ -88,7 +98,7 @@ boost::asio::awaitable<void> InstanceSupervisor::prepare() {
   if (active())
     spdlog::info("[{}] sync enabled: role={} key={} control={}", id, to_string(config_.sync.role),
                  config_.sync.key, control_.control_dir().string());
-  status_.update([&](InstanceStatus& s) { s.phase = active() ? "idle" : "disabled"; });
+  if (!halted_) status_.update([&](InstanceStatus& s) { s.phase = active() ? "idle" : "disabled"; });
 }
 
 void InstanceSupervisor::poke() noexcept {
@@ -104,7 +114,12 @@ boost::asio::awaitable<void> InstanceSupervisor::run() {
     auto [ec] = co_await wake_.async_receive(boost::asio::as_tuple(boost::asio::use_awaitable));
     if (ec) co_return;  // closed for shutdown, or cancelled
     try {
-      if (config_.sync.role == Role::provider) co_await run_provider_once(ctx_);
+      if (config_.sync.role == Role::provider) {
+        co_await run_provider_once(ctx_);
+      } else if (config_.sync.role == Role::consumer) {
+        auto out = co_await run_consumer_once(ctx_, consumer_);
+        if (out.outcome == core::ConsumerOutcome::uncertain) halted_ = true;
+      }
     } catch (const boost::system::system_error& e) {
       if (e.code() == boost::asio::error::operation_aborted) co_return;  // terminal shutdown
       spdlog::critical("[{}] lifecycle aborted by a bug: {}", config_.id, e.what());
@@ -112,6 +127,37 @@ boost::asio::awaitable<void> InstanceSupervisor::run() {
       spdlog::critical("[{}] lifecycle aborted by a bug: {}", config_.id, e.what());
     }
   }
+}
+
+}  // namespace carsync::runtime
+
+namespace carsync::runtime {
+
+boost::asio::awaitable<void> InstanceSupervisor::initial_sync_gate() {
+  const auto& timeout = config_.sync.initial_sync_timeout;
+  if (!active() || halted_ || config_.sync.role != Role::consumer || !timeout) co_return;
+  bool applied = co_await services_.io_pool.run([&] {
+    auto latest = history_.latest(core::HistoryDir::received);
+    return latest.has_value();
+  });
+  if (applied || !container_->has_container()) co_return;
+  spdlog::info("[{}] initial sync gate: container held until the first snapshot is applied{}", config_.id,
+               *timeout > 0 ? fmt::format(" or {} s pass", *timeout) : std::string());
+  auto stopped = co_await container_->stop();
+  if (!stopped) spdlog::warn("[{}] initial sync gate: stop not confirmed: {}", config_.id, stopped.error().message);
+  if (*timeout <= 0) co_return;  // wait forever: the first apply's restart starts it
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor,
+                                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                      std::chrono::duration<double>(*timeout)));
+  boost::system::error_code ec;
+  co_await timer.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  if (ec) co_return;
+  bool done = co_await services_.io_pool.run([&] { return history_.latest(core::HistoryDir::received).has_value(); });
+  if (done) co_return;
+  spdlog::warn("[{}] initial sync gate: no snapshot after {} s, starting the container on its current state",
+               config_.id, *timeout);
+  auto started = co_await container_->start();
+  if (!started) spdlog::warn("[{}] initial sync gate: start failed: {}", config_.id, started.error().message);
 }
 
 }  // namespace carsync::runtime

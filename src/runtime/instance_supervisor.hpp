@@ -1,6 +1,7 @@
 #pragma once
 // One instance: owns its control files, history, container handle and status, and runs
 // its lifecycle whenever something pokes it (an inotify event, a KV change, a rescan).
+#include "runtime/consumer_run.hpp"
 #include "runtime/instance_context.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -41,8 +42,14 @@ class InstanceSupervisor {
   void poke() noexcept;
   // Waits for pokes and runs the lifecycle until close() or cancellation.
   boost::asio::awaitable<void> run();
+  // The first-boot gate (SYNC.INITIAL_SYNC_TIMEOUT): keeps a fresh consumer's container
+  // stopped until its first snapshot is applied or the timeout passes.
+  boost::asio::awaitable<void> initial_sync_gate();
   // No more pokes: run() returns once the current lifecycle step finishes.
   void close() noexcept;
+
+  Role role() const noexcept { return config_.sync.role; }
+  const std::string& sync_key() const noexcept { return config_.sync.key; }
 
  private:
   InstanceConfig config_;
@@ -53,6 +60,8 @@ class InstanceSupervisor {
   StatusCell status_;
   InstanceContext ctx_;
   bool provisioned_ = false;
+  bool halted_ = false;
+  ConsumerState consumer_;
   boost::asio::experimental::channel<void(boost::system::error_code)> wake_;
 };
 

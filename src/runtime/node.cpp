@@ -154,6 +154,11 @@ struct Node::Impl {
     control_watch.on_overflow([this] {
       for (auto& inst : instances) inst->poke();
     });
+    // A new record under a consumer's key wakes that consumer at once.
+    kv->watch([this](const std::string&, const std::string& key) {
+      for (auto& inst : instances)
+        if (inst->role() == Role::consumer && inst->sync_key() == key) inst->poke();
+    });
     if (auto w = kv->watch_hkey("CHAINSTORE_SYNC"); !w)
       spdlog::warn("kv change notification unavailable: {}", w.error().message);
     if (shutting_down) co_return;
@@ -162,6 +167,7 @@ struct Node::Impl {
     asio::co_spawn(ex, control_watch.run(), asio::detached);
     asio::co_spawn(ex, kv->run_watcher(), asio::detached);
     asio::co_spawn(ex, rescan_loop(), asio::detached);
+    for (auto& inst : instances) asio::co_spawn(ex, inst->initial_sync_gate(), asio::detached);
     for (std::size_t i = 0; i < instances.size(); ++i) {
       ++running;
       asio::co_spawn(ex, instances[i]->run(),

@@ -1,0 +1,351 @@
+#include "runtime/consumer_run.hpp"
+
+#include "backend/cid.hpp"
+#include "core/apply_state.hpp"
+#include "core/quarantine.hpp"
+#include "core/record.hpp"
+#include "io/archive_scan.hpp"
+#include "io/atomic_json.hpp"
+#include "io/secure_fs.hpp"
+#include "io/staged_apply.hpp"
+#include "runtime/deadline.hpp"
+#include "runtime/retire.hpp"
+
+#include <boost/json/serialize.hpp>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <fstream>
+
+namespace carsync::runtime {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using Kind = core::ConsumerAction::Kind;
+
+std::filesystem::path current_apply_path(const InstanceContext& ctx) {
+  return ctx.state_dir / "current_apply.json";
+}
+std::filesystem::path apply_journal_path(const InstanceContext& ctx) {
+  return ctx.state_dir / "apply_journal.json";
+}
+
+namespace {
+
+std::string sha256_hex(std::string_view text) {
+  backend::Sha256 h;
+  h.update(std::as_bytes(std::span(text.data(), text.size())));
+  auto d = h.finish();
+  std::string out;
+  out.reserve(64);
+  for (auto b : d) out += fmt::format("{:02x}", static_cast<unsigned>(b));
+  return out;
+}
+
+// A small host-private JSON file; absent or unparseable reads as nullopt.
+std::optional<json::value> read_json(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return std::nullopt;
+  auto dir = io::open_root_dir(file.parent_path());
+  if (!dir) return std::nullopt;
+  auto v = io::read_json_at(dir->get(), file.filename().string());
+  if (!v) {
+    spdlog::warn("ignoring unreadable {}: {}", file.string(), v.error().message);
+    return std::nullopt;
+  }
+  return std::move(*v);
+}
+
+class ConsumerDriver {
+ public:
+  ConsumerDriver(InstanceContext& ctx, ConsumerState& state) : ctx_(ctx), state_(state) {}
+
+  boost::asio::awaitable<ConsumerRunOutcome> run() {
+    ConsumerRunOutcome out;
+    auto record = co_await fetch();
+
+    core::ConsumerParams params;
+    params.apply_mode = ctx_.config.sync.consumer_apply_mode;
+    params.has_container = ctx_.container.has_container();
+    params.mounts = ctx_.config.volumes;
+    params.policy = &ctx_.policy;
+    co_await ctx_.io_pool.run([&] { load_durable_state(record, params); });
+
+    core::ConsumerLifecycle machine(std::move(record), std::move(params));
+    core::ConsumerEvent first;
+    first.now = ctx_.clock.now();
+    auto action = machine.resume(first);
+    if (action.kind != Kind::done) {
+      started_ = std::chrono::steady_clock::now();
+      set_phase("applying");
+    }
+    while (action.kind != Kind::done) {
+      core::ConsumerEvent ev = co_await perform(machine, action);
+      ev.now = ctx_.clock.now();
+      action = machine.resume(ev);
+    }
+    state_.last_resolution = machine.apply_mode();
+    out.outcome = machine.outcome();
+    out.restart_safe = machine.restart_safe();
+    out.error = machine.error_text();
+    if (const auto* c = machine.record().is_object() ? machine.record().as_object().if_contains("cid") : nullptr;
+        c && c->is_string())
+      out.cid = std::string(c->as_string());
+    finish(machine, out);
+    co_return out;
+  }
+
+ private:
+  // §8.2: hsync at most every HSYNC_POLL_INTERVAL for a remote replica, then a cheap hget.
+  boost::asio::awaitable<std::optional<json::value>> fetch() {
+    const auto& key = ctx_.config.sync.key;
+    if (key.empty()) co_return std::nullopt;
+    double now = ctx_.clock.now();
+    if (!ctx_.kv.supports_watch() && state_.hsync.due(now)) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = co_await with_deadline(ctx_.kv.hsync(std::string(core::sync_hkey)), ctx_.limits.store_timeout,
+                                      "chainstore hsync");
+      double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (r) {
+        state_.hsync.on_success(now);
+        spdlog::info("[{}] consumer: hsync ok in {:.3f} s", ctx_.config.id, took);
+      } else {
+        state_.hsync.on_failure(now);
+        spdlog::warn("[{}] consumer: hsync failed in {:.3f} s: {}", ctx_.config.id, took, r.error().message);
+      }
+    }
+    auto v = co_await with_deadline(ctx_.kv.hget(std::string(core::sync_hkey), key), ctx_.limits.store_timeout,
+                                    "chainstore hget");
+    if (!v) {
+      spdlog::warn("[{}] consumer: hget failed: {}", ctx_.config.id, v.error().message);
+      co_return std::nullopt;
+    }
+    co_return std::move(*v);
+  }
+
+  void load_durable_state(const std::optional<json::value>& record, core::ConsumerParams& params) {
+    auto current = read_json(current_apply_path(ctx_));
+    auto latest = ctx_.history.latest(core::HistoryDir::received);
+    params.applied_cid = core::dedupe_cid(current ? &*current : nullptr, latest ? &latest->body : nullptr);
+    params.halted = core::is_halted(current ? &*current : nullptr);
+    if (!record || !record->is_object()) return;
+    params.manifest_digest = sha256_hex(core::quarantine_digest_input(*record));
+    const auto* cid = record->as_object().if_contains("cid");
+    if (!cid) return;
+    quarantine_name_ = core::quarantine_file_name(*cid, params.manifest_digest);
+    params.quarantine = read_json(ctx_.state_dir / "quarantine" / quarantine_name_);
+  }
+
+  boost::asio::awaitable<core::ConsumerEvent> perform(const core::ConsumerLifecycle& m,
+                                                      const core::ConsumerAction& a) {
+    core::ConsumerEvent ev;
+    const auto& id = ctx_.config.id;
+    switch (a.kind) {
+      case Kind::write_state:
+      case Kind::halt: {
+        auto r = co_await ctx_.io_pool.run([&] { return io::write_json_file(current_apply_path(ctx_), a.document); });
+        if (!r) {
+          spdlog::warn("[{}] consumer: current_apply.json: {}", id, r.error().message);
+          ev.error = r.error();
+        }
+        if (a.kind == Kind::halt)
+          spdlog::error("[{}] consumer: apply of cid={} is uncertain: container left stopped until an operator "
+                        "clears the halt",
+                        id, cid_of(m));
+        break;
+      }
+      case Kind::quarantine: {
+        auto r = co_await ctx_.io_pool.run(
+            [&] { return io::write_json_file(ctx_.state_dir / "quarantine" / a.name, a.document); });
+        if (!r) ev.error = r.error();
+        spdlog::warn("[{}] consumer: cid={} quarantined at stage {} (failure {}): {}", id, cid_of(m),
+                     json::serialize(a.document.at("stage")), json::serialize(a.document.at("failure_count")),
+                     json::serialize(a.document.at("error")));
+        break;
+      }
+      case Kind::download: {
+        auto t0 = std::chrono::steady_clock::now();
+        auto r = co_await with_deadline(ctx_.cas.get_file(a.cid), ctx_.limits.step_timeout, "r1fs download");
+        if (!r) ev.error = r.error();
+        else if (r->empty()) ev.error = make_error(errc::store_failure, "r1fs.get_file returned no path");
+        else {
+          download_ = *r;
+          spdlog::info("[{}] consumer: downloaded cid={} in {:.3f} s", id, a.cid,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        break;
+      }
+      case Kind::scan: {
+        auto r = co_await scan(m);
+        if (!r) ev.error = r.error();
+        break;
+      }
+      case Kind::stop_container: {
+        stop_began_ = std::chrono::steady_clock::now();
+        auto r = co_await with_deadline(ctx_.container.stop(), ctx_.limits.step_timeout, "container stop");
+        if (!r) ev.error = r.error();
+        break;
+      }
+      case Kind::commit: {
+        io::ApplyOptions opts;
+        opts.semantics = ctx_.config.sync.apply_semantics;
+        opts.cid = cid_of(m);
+        auto journal = apply_journal_path(ctx_);
+        auto outcome = co_await ctx_.cpu_pool.run([&] { return io::commit_plan(*plan_, journal, opts); });
+        ev.extracted_paths = outcome.extracted_paths;
+        if (!outcome.success) {
+          ev.error = make_error(errc::io_failure, outcome.error);
+          ev.rollback_incomplete = !outcome.restart_safe;
+          break;
+        }
+        // A crash before this write leaves `applying`: dedupe then falls back to history and the
+        // same CID is applied again, which converges.
+        auto st = co_await ctx_.io_pool.run([&] {
+          return io::write_json_file(current_apply_path(ctx_),
+                                     core::applied_state(m.identity(), ctx_.clock.now(), outcome.extracted_paths));
+        });
+        if (!st) spdlog::warn("[{}] consumer: applied state not recorded: {}", id, st.error().message);
+        spdlog::info("[{}] consumer: applied cid={}: {} paths ({} bytes), durable in {:.3f} s", id, opts.cid,
+                     outcome.extracted_paths.size(), plan_->total_bytes, outcome.durable_seconds);
+        break;
+      }
+      case Kind::append_history: {
+        auto r = co_await ctx_.io_pool.run(
+            [&] { return ctx_.history.append(core::HistoryDir::received, a.document, ctx_.clock.now_ns()); });
+        if (!r) {
+          spdlog::warn("[{}] consumer: received history append failed: {}", id, r.error().message);
+          ev.error = r.error();
+        }
+        break;
+      }
+      case Kind::write_last_apply: {
+        auto r = co_await ctx_.io_pool.run([&] { return ctx_.control.write(io::last_apply_name, a.document); });
+        if (!r) spdlog::warn("[{}] consumer: last_apply.json: {}", id, r.error().message);
+        break;
+      }
+      case Kind::start_container: {
+        auto r = co_await with_deadline(ctx_.container.start(), ctx_.limits.step_timeout, "container start");
+        if (!r) spdlog::warn("[{}] consumer: container start failed: {}", id, r.error().message);
+        if (stop_began_ != std::chrono::steady_clock::time_point{})
+          spdlog::info("[{}] consumer: container restarted after {:.3f} s offline", id,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - stop_began_).count());
+        break;
+      }
+      case Kind::discard_staging: {
+        co_await ctx_.io_pool.run([&] {
+          std::error_code ec;
+          if (!staging_.empty()) fs::remove_all(staging_, ec);
+        });
+        break;
+      }
+      case Kind::retire_previous:
+        co_await retire_previous(ctx_, core::HistoryDir::received, false, true);
+        break;
+      case Kind::done:
+        break;
+    }
+    co_return ev;
+  }
+
+  boost::asio::awaitable<Result<void>> scan(const core::ConsumerLifecycle& m) {
+    staging_ = ctx_.state_dir / "staging" / io::random_name("apply.", "");
+    std::error_code ec;
+    fs::create_directories(staging_, ec);
+    if (ec) co_return os_error(ec.value(), "create staging " + staging_.string());
+    io::ScanContext sctx;
+    sctx.mounts = ctx_.config.volumes;
+    sctx.policy = &ctx_.policy;
+    const auto& manifest = m.record().as_object().at("manifest").as_object();
+    for (const auto& p : manifest.at("archive_paths").as_array()) sctx.manifest_paths.emplace_back(p.as_string());
+    auto t0 = std::chrono::steady_clock::now();
+    auto plan = co_await ctx_.cpu_pool.run_cancellable(ctx_.limits.step_timeout, [&](const std::atomic<bool>& cancel) {
+      return io::scan_and_stage(download_, sctx, staging_, &cancel);
+    });
+    if (!plan) co_return plan.error();
+    plan_ = std::move(*plan);
+    spdlog::info("[{}] consumer: staged {} entries ({} bytes) in {:.3f} s", ctx_.config.id, plan_->entries.size(),
+                 plan_->total_bytes, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    co_return Result<void>{};
+  }
+
+  static std::string cid_of(const core::ConsumerLifecycle& m) {
+    const auto& cid = m.identity().cid;
+    return cid.is_string() ? std::string(cid.as_string()) : json::serialize(cid);
+  }
+
+  void set_phase(std::string phase) {
+    if (ctx_.status) ctx_.status->update([&](InstanceStatus& s) { s.phase = std::move(phase); });
+  }
+
+  void finish(const core::ConsumerLifecycle& m, const ConsumerRunOutcome& out) {
+    using O = core::ConsumerOutcome;
+    if (out.outcome == O::no_record || out.outcome == O::up_to_date || out.outcome == O::backing_off) return;
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    if (out.outcome == O::applied)
+      spdlog::info("[{}] consumer: cid={} applied in {:.3f} s", ctx_.config.id, out.cid, secs);
+    else if (out.outcome != O::halted)
+      spdlog::warn("[{}] consumer: cid={} not applied ({}): {}", ctx_.config.id, out.cid, core::to_string(out.outcome),
+                   out.error);
+    if (!ctx_.status) return;
+    ctx_.status->update([&](InstanceStatus& s) {
+      s.phase = out.outcome == O::uncertain || out.outcome == O::halted ? "halted" : "idle";
+      if (out.outcome == O::halted) return;
+      s.last_duration_s = secs;
+      if (out.outcome == O::applied) {
+        ++s.requests_ok;
+        s.last_cid = out.cid;
+      } else {
+        ++s.requests_failed;
+        s.last_error = std::string(m.failed_stage() ? core::to_string(*m.failed_stage()) : "") + ": " + out.error;
+      }
+    });
+  }
+
+  InstanceContext& ctx_;
+  ConsumerState& state_;
+  std::string quarantine_name_;
+  fs::path download_;
+  fs::path staging_;
+  std::optional<io::ApplyPlan> plan_;
+  std::chrono::steady_clock::time_point started_{}, stop_began_{};
+};
+
+}  // namespace
+
+boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
+  const auto& id = ctx.config.id;
+  auto journal = apply_journal_path(ctx);
+  bool pending = co_await ctx.io_pool.run([&] { return io::apply_pending(journal); });
+  if (pending) {
+    // The volumes may hold a half-applied snapshot: the app must not run on it.
+    auto stopped = co_await with_deadline(ctx.container.stop(), ctx.limits.step_timeout, "container stop");
+    if (!stopped) spdlog::error("[{}] recovery: container stop not confirmed: {}", id, stopped.error().message);
+    auto r = co_await ctx.io_pool.run([&] { return io::recover_apply(journal); });
+    if (!r) spdlog::error("[{}] recovery of an interrupted apply failed: {}", id, r.error().message);
+    else
+      spdlog::info("[{}] recovery: interrupted apply {}", id,
+                   *r == io::RecoveryAction::rolled_forward ? "completed (new snapshot)" : "rolled back (old snapshot)");
+    if (r && ctx.container.has_container()) co_await ctx.container.start();
+  }
+  // Staging of an apply that never committed is useless after a restart.
+  co_await ctx.io_pool.run([&] {
+    std::error_code ec;
+    fs::remove_all(ctx.state_dir / "staging", ec);
+  });
+  auto current = co_await ctx.io_pool.run([&] { return read_json(current_apply_path(ctx)); });
+  bool halted = core::is_halted(current ? &*current : nullptr);
+  if (halted)
+    spdlog::error("[{}] instance is halted after an uncertain apply: container stays stopped; "
+                  "clear with `carsync --config FILE unhalt {}`",
+                  id, id);
+  co_return halted;
+}
+
+boost::asio::awaitable<ConsumerRunOutcome> run_consumer_once(InstanceContext& ctx, ConsumerState& state) {
+  ConsumerDriver driver(ctx, state);
+  co_return co_await driver.run();
+}
+
+}  // namespace carsync::runtime

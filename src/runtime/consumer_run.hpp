@@ -1,0 +1,40 @@
+#pragma once
+// Drives core::ConsumerLifecycle for the record currently published under the instance's
+// key: fetch, dedupe, quarantine, prepare, stop, crash-safe commit, finalise, restart.
+#include "core/consumer_lifecycle.hpp"
+#include "core/hsync_gate.hpp"
+#include "runtime/instance_context.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <filesystem>
+#include <optional>
+
+namespace carsync::runtime {
+
+// What survives between ticks of one consumer.
+struct ConsumerState {
+  explicit ConsumerState(double hsync_interval) : hsync(hsync_interval) {}
+  core::HsyncGate hsync;
+  std::optional<core::ApplyModeResolution> last_resolution;
+};
+
+struct ConsumerRunOutcome {
+  core::ConsumerOutcome outcome = core::ConsumerOutcome::no_record;
+  std::string cid;
+  std::string error;
+  bool restart_safe = true;
+};
+
+// Host-private files of the consumer.
+std::filesystem::path current_apply_path(const InstanceContext& ctx);
+std::filesystem::path apply_journal_path(const InstanceContext& ctx);
+
+// Start-up: finishes or undoes an apply a crash interrupted (§12 item 13) before anything
+// else may touch the volumes. Returns whether the instance is halted (leave stopped).
+boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx);
+
+// One tick: fetch (with hsync gating for remote stores), decide, and apply if needed.
+boost::asio::awaitable<ConsumerRunOutcome> run_consumer_once(InstanceContext& ctx, ConsumerState& state);
+
+}  // namespace carsync::runtime
