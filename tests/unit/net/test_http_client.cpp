@@ -1,0 +1,100 @@
+#include "net/http_client.hpp"
+#include "unit/net/devnode_fixture.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace carsync::test {
+namespace {
+
+namespace asio = boost::asio;
+using net::HttpClient;
+
+TEST(HttpUrl, SchemeIsAddedAndTrailingSlashDropped) {
+  auto ep = net::parse_base_url("node.local:31234/proxy/");
+  ASSERT_TRUE(ep) << ep.error().message;
+  EXPECT_EQ(ep->host, "node.local");
+  EXPECT_EQ(ep->port, "31234");
+  EXPECT_EQ(ep->base_path, "/proxy");
+  auto plain = net::parse_base_url("http://127.0.0.1");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->port, "80");
+}
+
+TEST(HttpUrl, HttpsAndGarbageAreConfigErrors) {
+  auto tls = net::parse_base_url("https://node:443");
+  ASSERT_FALSE(tls);
+  EXPECT_EQ(tls.error().code, make_error_code(errc::bad_config));
+  EXPECT_FALSE(net::parse_base_url("http://"));
+}
+
+TEST(HttpQuery, EncodedLikeUrlSearchParams) {
+  EXPECT_EQ(net::form_query({{"key", "k 1&x=/ü"}}), "?key=k+1%26x%3D%2F%C3%BC");
+  EXPECT_EQ(net::form_query({{"a", "1"}, {"b", ""}}), "?a=1&b=");
+}
+
+class HttpClientTest : public DevnodeTest {};
+
+TEST_F(HttpClientTest, UnknownRouteIsAnErrorWithTheStatus) {
+  start_devnode();
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), cstore_endpoint(), quick_options());
+    co_return co_await http.get("/nope", "cstore nope");
+  }());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message.rfind("cstore nope: HTTP 404", 0), 0u) << r.error().message;
+}
+
+TEST_F(HttpClientTest, GetIsRetriedOn5xxPostIsNot) {
+  start_devnode("get_status:500:#2,hsync:500:#1");
+  auto r = run([&]() -> net::Task<std::pair<bool, bool>> {
+    HttpClient http(io_.get_executor(), cstore_endpoint(), quick_options());
+    auto get = co_await http.get("/get_status", "cstore get_status");          // 500, 500, 200
+    auto post = co_await http.post_json("/hsync", R"({"hkey":"h"})", false, "cstore hsync");  // 500 only
+    co_return std::pair{static_cast<bool>(get), static_cast<bool>(post)};
+  }());
+  EXPECT_TRUE(r.first);
+  EXPECT_FALSE(r.second);
+}
+
+TEST_F(HttpClientTest, RetriesGiveUpAfterTheLastAttempt) {
+  start_devnode("get_status:500:#3");
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), cstore_endpoint(), quick_options());  // 3 attempts
+    co_return co_await http.get("/get_status", "cstore get_status");
+  }());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("HTTP 500"), std::string::npos);
+}
+
+TEST_F(HttpClientTest, DeadlineFiresAgainstAServerThatNeverAnswers) {
+  asio::ip::tcp::acceptor silent(io_, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ip::tcp::socket accepted(io_);
+  silent.async_accept(accepted, [](const boost::system::error_code&) {});  // then never reads
+  net::Endpoint ep{"127.0.0.1", std::to_string(silent.local_endpoint().port()), ""};
+  auto options = quick_options();
+  options.io_timeout = std::chrono::milliseconds(200);
+  options.attempts = 1;
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), ep, options);
+    co_return co_await http.get("/get_status", "cstore get_status");
+  }());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, make_error_code(errc::timeout)) << r.error().message;
+  EXPECT_NE(r.error().message.find("timed out after 200 ms"), std::string::npos) << r.error().message;
+}
+
+TEST_F(HttpClientTest, ConnectionsAreReused) {
+  start_devnode();
+  auto r = run([&]() -> net::Task<int> {
+    HttpClient http(io_.get_executor(), cstore_endpoint(), quick_options());
+    int ok = 0;
+    for (int i = 0; i < 20; ++i)
+      if (auto x = co_await http.get("/get_status", "cstore get_status"); x && x->status == 200) ++ok;
+    co_return ok;
+  }());
+  EXPECT_EQ(r, 20);
+}
+
+}  // namespace
+}  // namespace carsync::test
