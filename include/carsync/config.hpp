@@ -54,8 +54,8 @@ struct InstanceConfig {
 
 struct BackendConfig {
   std::string kind = "local";  // "local" (embedded stores under data_dir) or "r1"
-  std::string cstore_url;      // r1 only
-  std::string r1fs_url;        // r1 only
+  std::string cstore_url;      // r1 only; empty: the spec's environment variables
+  std::string r1fs_url;        // r1 only; empty: the spec's environment variables
 };
 
 struct RuntimeLimits {
@@ -77,6 +77,9 @@ struct NodeConfig {
   // Host roots rule 3 accepts (§6.2). nullopt: the reference's two rules apply.
   std::optional<std::vector<std::string>> volume_roots;
   std::string legacy_volumes_root = "/edge_node/_local_cache/_data/container_volumes/";
+  // The Docker Engine socket for instances with a container ("unix:///path" or a path);
+  // nullopt: DOCKER_HOST, else /var/run/docker.sock.
+  std::optional<std::string> docker_socket;
   RuntimeLimits limits;
   std::vector<InstanceConfig> instances;
 };

@@ -57,8 +57,6 @@ BackendConfig parse_backend(const json::value* v) {
   if (b.kind != "local" && b.kind != "r1") fail("backend.kind must be \"local\" or \"r1\", got \"" + b.kind + "\"");
   b.cstore_url = optional_string(o, "cstore_url", "backend.").value_or("");
   b.r1fs_url = optional_string(o, "r1fs_url", "backend.").value_or("");
-  if (b.kind == "r1" && (b.cstore_url.empty() || b.r1fs_url.empty()))
-    fail("backend.cstore_url and backend.r1fs_url are required when backend.kind is \"r1\"");
   return b;
 }
 
@@ -191,6 +189,7 @@ NodeConfig parse_node_config(std::string_view json_text) {
   cfg.backend = parse_backend(given(root, "backend"));
   cfg.volume_roots = parse_volume_roots(given(root, "volume_roots"));
   if (auto legacy = optional_string(root, "legacy_volumes_root", "")) cfg.legacy_volumes_root = *legacy;
+  cfg.docker_socket = optional_string(root, "docker_socket", "");
   cfg.limits = parse_limits(given(root, "limits"));
 
   if (const json::value* list = given(root, "instances")) {

@@ -4,6 +4,8 @@
 #include "runtime/dir_watcher.hpp"
 #include "runtime/instance_supervisor.hpp"
 #include "runtime/local_backend.hpp"
+#include "net/docker_client.hpp"
+#include "net/r1_backend.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <tuple>
 #include <csignal>
 #include <filesystem>
 
@@ -55,14 +58,16 @@ struct Node::Impl {
   runtime::BlockingPool io_pool;
   runtime::BlockingPool cpu_pool;
   io::EngineKind engine;
-  std::unique_ptr<runtime::LocalContentStore> cas;
-  std::unique_ptr<runtime::LocalKvStore> kv;
+  std::unique_ptr<backend::ContentStore> cas;
+  std::unique_ptr<backend::KvStore> kv;
+  runtime::LocalKvStore* local_kv = nullptr;  // set for the embedded backend (change notification)
   std::unique_ptr<runtime::NodeServices> services;
   std::vector<std::unique_ptr<InstanceSupervisor>> instances;
   std::vector<std::unique_ptr<asio::cancellation_signal>> cancel;
   runtime::DirWatcher control_watch{ioc.get_executor()};
   std::unordered_map<int, std::size_t> watched;  // wd -> instance index
   asio::steady_timer rescan{ioc};
+  std::vector<std::unique_ptr<asio::steady_timer>> poll_timers;
   asio::steady_timer grace{ioc};
   asio::signal_set signals{ioc};
   std::size_t running = 0;
@@ -73,15 +78,20 @@ struct Node::Impl {
         io_pool(cfg.limits.io_workers),
         cpu_pool(cfg.limits.archive_workers),
         engine(io::select_engine(cfg.limits.file_engine)) {
-    if (cfg.backend.kind != "local")
-      throw ConfigError("backend kind \"" + cfg.backend.kind + "\" is not available in this build");
     if (cfg.node_id.empty()) cfg.node_id = host_name();
     std::error_code ec;
     fs::create_directories(cfg.data_dir, ec);
     if (ec) throw ConfigError("data_dir " + cfg.data_dir.string() + ": " + ec.message());
 
-    cas = std::make_unique<runtime::LocalContentStore>(cfg.data_dir / "cas", io_pool);
-    kv = std::make_unique<runtime::LocalKvStore>(cfg.data_dir / "kv", io_pool, ioc.get_executor());
+    if (cfg.backend.kind == "r1") {
+      std::tie(cas, kv) = net::make_r1_backend(cfg.backend, ioc.get_executor(), cfg.data_dir / "downloads",
+                                               cfg.limits.store_timeout);
+    } else {
+      cas = std::make_unique<runtime::LocalContentStore>(cfg.data_dir / "cas", io_pool);
+      auto local = std::make_unique<runtime::LocalKvStore>(cfg.data_dir / "kv", io_pool, ioc.get_executor());
+      local_kv = local.get();
+      kv = std::move(local);
+    }
     services = std::make_unique<runtime::NodeServices>(runtime::NodeServices{
         .cas = *cas,
         .kv = *kv,
@@ -97,12 +107,33 @@ struct Node::Impl {
     for (auto& ic : cfg.instances) {
       if (!ic.error && !valid_instance_id(ic.id))
         ic.error = "instance \"" + ic.id + "\": id must be 1-128 of [A-Za-z0-9._-], not starting with '.'";
-      if (!ic.error && ic.container)
-        ic.error = "instance \"" + ic.id + "\": container: no container runtime is available in this build "
-                   "(use null)";
-      instances.push_back(std::make_unique<InstanceSupervisor>(
-          ic, *services, std::make_unique<backend::NoContainer>(), ioc.get_executor()));
+      instances.push_back(std::make_unique<InstanceSupervisor>(ic, *services, container_for(ic), ioc.get_executor()));
       cancel.push_back(std::make_unique<asio::cancellation_signal>());
+    }
+  }
+
+  std::unique_ptr<backend::ContainerRuntime> container_for(InstanceConfig& ic) {
+    if (!ic.container || ic.error) return std::make_unique<backend::NoContainer>();
+    auto socket = net::docker_socket_path(cfg.docker_socket);
+    if (!socket) {
+      ic.error = "instance \"" + ic.id + "\": container: " + socket.error().message;
+      return std::make_unique<backend::NoContainer>();
+    }
+    return std::make_unique<net::DockerRuntime>(*ic.container, *socket);
+  }
+
+  // A remote store has no change notification: consumers tick every POLL_INTERVAL.
+  asio::awaitable<void> poll_loop(std::size_t i) {
+    poll_timers.push_back(std::make_unique<asio::steady_timer>(ioc));
+    auto& timer = *poll_timers.back();
+    auto period = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(instances[i]->config().sync.poll_interval));
+    for (;;) {
+      timer.expires_after(period);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || shutting_down) co_return;
+      instances[i]->poke();
     }
   }
 
@@ -155,17 +186,22 @@ struct Node::Impl {
       for (auto& inst : instances) inst->poke();
     });
     // A new record under a consumer's key wakes that consumer at once.
-    kv->watch([this](const std::string&, const std::string& key) {
-      for (auto& inst : instances)
-        if (inst->role() == Role::consumer && inst->sync_key() == key) inst->poke();
-    });
-    if (auto w = kv->watch_hkey("CHAINSTORE_SYNC"); !w)
-      spdlog::warn("kv change notification unavailable: {}", w.error().message);
+    if (local_kv) {
+      local_kv->watch([this](const std::string&, const std::string& key) {
+        for (auto& inst : instances)
+          if (inst->role() == Role::consumer && inst->sync_key() == key) inst->poke();
+      });
+      if (auto w = local_kv->watch_hkey("CHAINSTORE_SYNC"); !w)
+        spdlog::warn("kv change notification unavailable: {}", w.error().message);
+    }
     if (shutting_down) co_return;
 
     auto ex = ioc.get_executor();
     asio::co_spawn(ex, control_watch.run(), asio::detached);
-    asio::co_spawn(ex, kv->run_watcher(), asio::detached);
+    if (local_kv) asio::co_spawn(ex, local_kv->run_watcher(), asio::detached);
+    for (std::size_t i = 0; i < instances.size(); ++i)
+      if (!local_kv && instances[i]->active() && instances[i]->role() == Role::consumer)
+        asio::co_spawn(ex, poll_loop(i), asio::detached);
     asio::co_spawn(ex, rescan_loop(), asio::detached);
     for (auto& inst : instances) asio::co_spawn(ex, inst->initial_sync_gate(), asio::detached);
     for (std::size_t i = 0; i < instances.size(); ++i) {
@@ -188,9 +224,10 @@ struct Node::Impl {
     spdlog::info("shutting down: waiting up to {} s for running requests",
                  cfg.limits.shutdown_grace.count());
     rescan.cancel();
+    for (auto& t : poll_timers) t->cancel();
     signals.cancel();
     control_watch.close();
-    kv->close();
+    if (local_kv) local_kv->close();
     for (auto& inst : instances) inst->close();
     if (running == 0) return finish_shutdown();
     // Phase 2: whatever is still running after the grace period is cancelled outright.

@@ -112,7 +112,6 @@ TEST(NodeConfig, BadFilesThrowWithTheReason) {
   expect_config_error(R"({"data_dir": 5})", "data_dir");
   expect_config_error(R"({"data_dir": "/d", "instances": {}})", "instances must be an array");
   expect_config_error(R"({"data_dir": "/d", "backend": {"kind": "s3"}})", "backend.kind");
-  expect_config_error(R"({"data_dir": "/d", "backend": {"kind": "r1"}})", "cstore_url");
   expect_config_error(R"({"data_dir": "/d", "limits": {"io_workers": 0}})", "limits.io_workers");
   expect_config_error(R"({"data_dir": "/d", "limits": {"archive_workers": "2"}})", "limits.archive_workers");
   expect_config_error(R"({"data_dir": "/d", "limits": {"step_timeout_s": -1}})", "limits.step_timeout_s");
