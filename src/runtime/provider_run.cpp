@@ -3,16 +3,21 @@
 #include "core/record.hpp"
 #include "core/request.hpp"
 #include "io/capture.hpp"
+#include "io/online_capture.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/retire.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <random>
+#include <string>
 #include <variant>
+#include <vector>
 
 namespace carsync::runtime {
 
@@ -27,6 +32,27 @@ std::string_view archive_suffix(ArchiveFormat f) {
 
 void log_ignored(const InstanceContext& ctx, Kind kind, const Result<void>& r) {
   if (!r) spdlog::warn("[{}] provider {}: {}", ctx.config.id, core::to_string(kind), r.error().message);
+}
+
+// The container archives exported for one online build. Whatever is still listed when
+// this goes away is removed, so an exception or an abandoned coroutine leaves no file.
+struct ExportedStreams {
+  std::vector<io::OnlineSource> sources;
+  void remove() noexcept {
+    for (const auto& s : sources) {
+      std::error_code ec;
+      std::filesystem::remove(s.stream, ec);
+    }
+    sources.clear();
+  }
+  ~ExportedStreams() { remove(); }
+};
+
+// Exported streams get random names so two builds never share one.
+std::string random_token() {
+  std::random_device rd;
+  const std::uint64_t v = (std::uint64_t{rd()} << 32) | rd();
+  return fmt::format("{:016x}", v);
 }
 
 class ProviderDriver {
@@ -189,7 +215,7 @@ class ProviderDriver {
                              "online provider capture requires ALLOW_ONLINE_PROVIDER_CAPTURE=true");
       if (!ctx_.container.has_container())
         co_return make_error(errc::runtime_unavailable, "online provider capture requires a running container");
-      co_return make_error(errc::runtime_unavailable, "online provider capture is not supported by this runtime");
+      co_return co_await build_online(req, opts);
     }
     io::EngineOptions eo{.queue_depth = ctx_.limits.uring_queue_depth, .block_size = ctx_.limits.read_block_size};
     auto stats = co_await ctx_.cpu_pool.run_cancellable(
@@ -201,6 +227,47 @@ class ProviderDriver {
     spdlog::info("[{}] provider: archive sealed: {} files, {} dirs, {} bytes -> {} bytes ({})",
                  ctx_.config.id, stats->files, stats->directories, stats->content_bytes,
                  stats->archive_size, to_string(ctx_.engine));
+    co_return stats->archive_size;
+  }
+
+  // §7.3 online entries: each path's container archive is exported to a scratch file, then
+  // the files are copied into the archive. The exported files never outlive the build.
+  boost::asio::awaitable<Result<std::uint64_t>> build_online(const core::SyncRequest& req,
+                                                             const io::ArchiveOptions& opts) {
+    ExportedStreams streams;
+    auto built = co_await export_and_build(req, opts, streams.sources);
+    co_await ctx_.io_pool.run([&] { streams.remove(); });
+    co_return built;
+  }
+
+  boost::asio::awaitable<Result<std::uint64_t>> export_and_build(const core::SyncRequest& req,
+                                                                 const io::ArchiveOptions& opts,
+                                                                 std::vector<io::OnlineSource>& sources) {
+    for (const auto& path : req.archive_paths) {
+      auto target = core::check_shape(path);
+      if (!target) co_return target.error();
+      // Checked before exporting: the whole container filesystem is never worth streaming.
+      if (*target == "/") co_return make_error(errc::path_rejected, "archive source must not be '/'");
+      // Listed before the export starts, so a partial file is removed too.
+      auto& src = sources.emplace_back();
+      src.base = target->substr(target->rfind('/') + 1);
+      src.container_path = std::move(*target);
+      src.stream = ctx_.scratch_dir / ("sync_docker_archive_" + random_token() + ".tar");
+      auto exported = co_await with_deadline(ctx_.container.export_path(src.container_path, src.stream),
+                                             ctx_.limits.step_timeout, "container archive");
+      if (!exported) {
+        Error e = exported.error();
+        e.message = "container archive of " + src.container_path + ": " + e.message;
+        co_return e;
+      }
+    }
+    auto stats = co_await ctx_.cpu_pool.run_cancellable(
+        ctx_.limits.step_timeout, [&](const std::atomic<bool>& cancel) {
+          return io::build_online_archive(sources, archive_, opts, &cancel);
+        });
+    if (!stats) co_return stats.error();
+    spdlog::info("[{}] provider: online archive sealed: {} files, {} dirs, {} bytes -> {} bytes",
+                 ctx_.config.id, stats->files, stats->directories, stats->content_bytes, stats->archive_size);
     co_return stats->archive_size;
   }
 
