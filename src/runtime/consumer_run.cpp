@@ -316,6 +316,9 @@ class ConsumerDriver {
 
 boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
   const auto& id = ctx.config.id;
+  auto current = co_await ctx.io_pool.run([&] { return read_json(current_apply_path(ctx)); });
+  const bool halted = core::is_halted(current ? &*current : nullptr);
+
   auto journal = apply_journal_path(ctx);
   bool pending = co_await ctx.io_pool.run([&] { return io::apply_pending(journal); });
   if (pending) {
@@ -327,15 +330,17 @@ boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
     else
       spdlog::info("[{}] recovery: interrupted apply {}", id,
                    *r == io::RecoveryAction::rolled_forward ? "completed (new snapshot)" : "rolled back (old snapshot)");
-    if (r && ctx.container.has_container()) co_await ctx.container.start();
+    // A halted instance stays stopped whatever recovery did: an operator decides.
+    if (r && stopped && !halted && ctx.container.has_container()) {
+      auto started = co_await with_deadline(ctx.container.start(), ctx.limits.step_timeout, "container start");
+      if (!started) spdlog::warn("[{}] recovery: container start failed: {}", id, started.error().message);
+    }
   }
   // Staging of an apply that never committed is useless after a restart.
   co_await ctx.io_pool.run([&] {
     std::error_code ec;
     fs::remove_all(ctx.state_dir / "staging", ec);
   });
-  auto current = co_await ctx.io_pool.run([&] { return read_json(current_apply_path(ctx)); });
-  bool halted = core::is_halted(current ? &*current : nullptr);
   if (halted)
     spdlog::error("[{}] instance is halted after an uncertain apply: container stays stopped; "
                   "clear with `carsync --config FILE unhalt {}`",

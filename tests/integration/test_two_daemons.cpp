@@ -1,0 +1,278 @@
+// Provider and consumer in two carsyncd processes sharing one data directory (and so the
+// embedded stores): a request dropped in the provider app's control directory ends up,
+// byte for byte, in the consumer's volume with last_apply.json naming the published CID,
+// and a second snapshot follows it. The consumer learns of each record through the
+// store's change notification across processes (the safety rescan is an hour away).
+#include "io/unique_fd.hpp"
+#include "support/temp_dir.hpp"
+#include "support/tree_snapshot.hpp"
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+
+extern char** environ;
+
+namespace carsync::test {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto poll_step = std::chrono::milliseconds(20);
+constexpr auto apply_deadline = std::chrono::seconds(60);
+constexpr std::string_view sync_key = "0f3c5a7e-9b1d-4e2f-8a6c-4d2e0b9f7a13";
+
+// carsyncd as a child process; a thread drains its output (so it never blocks on logging)
+// and keeps it for failure messages.
+class Daemon {
+ public:
+  explicit Daemon(const fs::path& config) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+    io::unique_fd read_end(fds[0]), write_end(fds[1]);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
+    std::string path = CARSYNCD_PATH, flag = "--config", file = config.string();
+    char* argv[] = {path.data(), flag.data(), file.data(), nullptr};
+    const int rc = ::posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw std::runtime_error("posix_spawn carsyncd failed");
+    write_end.reset();  // EOF on the read end once the daemon exits
+
+    reader_ = std::thread([this, fd = std::move(read_end)] {
+      char buf[4096];
+      for (;;) {
+        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        std::lock_guard lock(mu_);
+        if (n <= 0) {
+          eof_ = true;
+          changed_.notify_all();
+          return;
+        }
+        log_.append(buf, static_cast<std::size_t>(n));
+        changed_.notify_all();
+      }
+    });
+  }
+
+  ~Daemon() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (reader_.joinable()) reader_.join();
+  }
+
+  bool wait_for_output(std::string_view text, Clock::duration limit) {
+    std::unique_lock lock(mu_);
+    changed_.wait_for(lock, limit, [&] { return log_.find(text) != std::string::npos || eof_; });
+    return log_.find(text) != std::string::npos;
+  }
+
+  std::string output() {
+    std::lock_guard lock(mu_);
+    return log_;
+  }
+
+  void signal_term() const { ::kill(pid_, SIGTERM); }
+
+  // The exit status once the process has exited, within `limit`.
+  std::optional<int> wait_exit(Clock::time_point deadline) {
+    int status = 0;
+    while (Clock::now() < deadline) {
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return status;
+      }
+      std::this_thread::sleep_for(poll_step);
+    }
+    return std::nullopt;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::thread reader_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::string log_;
+  bool eof_ = false;
+};
+
+// A JSON object file written atomically by carsyncd; nullopt while absent.
+std::optional<json::object> read_object(const fs::path& file) {
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return std::nullopt;
+  auto v = json::parse(read_file(file));
+  return v.as_object();
+}
+
+// Polls `ready` every 20 ms until it holds or the deadline passes; the time it held.
+std::optional<Clock::time_point> poll_until(Clock::time_point deadline, const std::function<bool()>& ready) {
+  for (;;) {
+    if (ready()) return Clock::now();
+    if (Clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(poll_step);
+  }
+}
+
+// The consumer normalises permissions (§8.5: owner rw and directory traversal granted,
+// special bits stripped); everything else must be identical.
+TreeSnapshot normalised(TreeSnapshot tree) {
+  for (auto& [path, node] : tree) node.mode = (node.mode & 0777) | (node.type == 'd' ? 0755 : 0644);
+  return tree;
+}
+
+std::string pattern_bytes(std::size_t size, std::uint32_t seed) {
+  std::string s;
+  s.reserve(size);
+  for (std::size_t k = 0; k < size; ++k) {
+    seed = seed * 1664525u + 1013904223u;
+    s.push_back(static_cast<char>(seed >> 24));
+  }
+  return s;
+}
+
+struct Side {
+  std::string id;
+  fs::path system_volume, data_volume;
+  fs::path control_dir() const { return system_volume / "volume-sync"; }
+};
+
+Side make_side(const TempDir& tmp, const std::string& id) {
+  const fs::path root = tmp / "edge" / id / "fixed_volumes/mounts";
+  Side s{id, root / "r1en_system", root / "appdata"};
+  fs::create_directories(s.system_volume);
+  fs::create_directories(s.data_volume);
+  return s;
+}
+
+void write_config(const fs::path& file, const fs::path& data_dir, const Side& side, std::string_view role) {
+  json::object instance{
+      {"id", side.id},
+      {"container", nullptr},
+      {"system_volume", side.system_volume.string()},
+      {"volumes", json::object{{side.data_volume.string(), json::object{{"bind", "/app/data"}}}}},
+      {"SYNC", json::object{{"ENABLED", true}, {"KEY", sync_key}, {"TYPE", role}}},
+  };
+  write_file(file, json::serialize(json::object{
+                       {"data_dir", data_dir.string()},
+                       {"node_id", "itest-" + side.id},
+                       {"backend", json::object{{"kind", "local"}}},
+                       {"limits", json::object{{"rescan_interval_s", 3600}}},
+                       {"instances", json::array{std::move(instance)}},
+                   }));
+}
+
+// As an app would: write elsewhere in the directory, then rename into place.
+void drop_request(const Side& provider) {
+  const auto tmp_name = provider.control_dir() / ".request.json.app-tmp";
+  write_file(tmp_name, R"({"archive_paths": ["/app/data"], "metadata": {"epoch": 1}})");
+  fs::rename(tmp_name, provider.control_dir() / "request.json");
+}
+
+class TwoDaemons : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_config(tmp / "provider.json", tmp / "data", provider, "provider");
+    write_config(tmp / "consumer.json", tmp / "data", consumer, "consumer");
+  }
+
+  // Drops a request, waits for the publish and then for the consumer's apply; returns the
+  // published CID (empty on failure, with the test failed).
+  std::string publish_and_wait(Daemon& a, Daemon& b) {
+    std::error_code ec;
+    fs::remove(provider.control_dir() / "response.json", ec);
+    const auto started = Clock::now();
+    const auto deadline = started + apply_deadline;
+    drop_request(provider);
+
+    std::optional<json::object> response;
+    auto published = poll_until(deadline, [&] { return (response = read_object(provider.control_dir() / "response.json")).has_value(); });
+    EXPECT_TRUE(published) << "no response.json\n" << a.output();
+    if (!published) return {};
+    EXPECT_EQ(response->at("status"), json::value("ok")) << json::serialize(*response);
+    if (!response->contains("cid")) return {};
+    const json::value cid = response->at("cid");
+
+    std::optional<json::object> last;
+    auto applied = poll_until(deadline, [&] {
+      last = read_object(consumer.control_dir() / "last_apply.json");
+      return last && last->at("cid") == cid;
+    });
+    EXPECT_TRUE(applied) << "no last_apply.json for " << json::serialize(cid) << "\n" << b.output();
+    if (!applied) return {};
+    std::printf("[ measure  ] request -> response.json %.3f s, publish -> applied %.3f s (20 ms polling)\n",
+                std::chrono::duration<double>(*published - started).count(),
+                std::chrono::duration<double>(*applied - *published).count());
+    EXPECT_EQ(last->at("metadata"), json::value(json::object{{"epoch", 1}}));
+    return std::string(cid.as_string());
+  }
+
+  TempDir tmp;
+  Side provider = make_side(tmp, "prov");
+  Side consumer = make_side(tmp, "cons");
+};
+
+TEST_F(TwoDaemons, ConsumerProcessAppliesWhatProviderProcessPublishes) {
+  write_file(provider.data_volume / "weights.bin", pattern_bytes(300'001, 7));
+  write_file(provider.data_volume / "nested/config.json", R"({"generation": 1})");
+  fs::permissions(provider.data_volume / "nested/config.json", fs::perms(0600));
+  write_file(consumer.data_volume / "local-only.txt", "the consumer's own file");  // overlay: kept
+
+  Daemon a(tmp / "provider.json");
+  Daemon b(tmp / "consumer.json");
+  ASSERT_TRUE(a.wait_for_output("carsyncd ready", std::chrono::seconds(30))) << a.output();
+  ASSERT_TRUE(b.wait_for_output("carsyncd ready", std::chrono::seconds(30))) << b.output();
+
+  auto expected = [&] {
+    auto tree = normalised(snapshot_tree(provider.data_volume));
+    tree.emplace("local-only.txt", TreeNode{'f', 0644, "the consumer's own file"});
+    return tree;
+  };
+
+  const auto first = publish_and_wait(a, b);
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(normalised(snapshot_tree(consumer.data_volume)), expected());
+
+  // A second snapshot: a changed file and a new one.
+  write_file(provider.data_volume / "weights.bin", pattern_bytes(123'457, 8));
+  write_file(provider.data_volume / "nested/deeper/new.txt", "added in generation 2");
+  const auto second = publish_and_wait(a, b);
+  ASSERT_FALSE(second.empty());
+  EXPECT_NE(second, first);
+  EXPECT_EQ(normalised(snapshot_tree(consumer.data_volume)), expected());
+
+  a.signal_term();
+  b.signal_term();
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  for (auto* d : {&a, &b}) {
+    const auto status = d->wait_exit(deadline);
+    ASSERT_TRUE(status.has_value()) << "carsyncd did not exit within 30 s of SIGTERM\n" << d->output();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status << "\n" << d->output();
+  }
+}
+
+}  // namespace
+}  // namespace carsync::test
