@@ -7,6 +7,10 @@
 #include "carsync/config.hpp"
 #include "cmd/instance_env.hpp"
 #include "core/error.hpp"
+#include "core/apply_state.hpp"
+#include "core/clock.hpp"
+#include "io/atomic_json.hpp"
+#include "io/secure_fs.hpp"
 #include "io/staged_apply.hpp"
 #include "net/devnode.hpp"
 
@@ -199,6 +203,28 @@ void on_parsed(CLI::App* sub, Command& chosen, Command run) {
   sub->callback([&chosen, run = std::move(run)] { chosen = run; });
 }
 
+// After an uncertain apply the instance keeps its container stopped (current_apply.json
+// carries "halted": true) until an operator has looked at the volume and says so here.
+int unhalt(const Args& args) {
+  if (args.config.empty()) return report(kUsage, "--config is required");
+  auto config = load_config(args.config);
+  if (!config) return report(kUsage, config.error().message);
+  const auto state = config->data_dir / "instances" / args.instance_id / "sync_history" / "state";
+  auto dir = carsync::io::open_root_dir(state);
+  if (!dir) return report(kFailed, args.instance_id + ": " + dir.error().message);
+  auto current = carsync::io::read_json_at(dir->get(), "current_apply.json");
+  if (!current) return report(kFailed, args.instance_id + ": " + current.error().message);
+  if (!carsync::core::is_halted(&*current)) {
+    std::cout << args.instance_id << ": not halted\n";
+    return kOk;
+  }
+  auto cleared = carsync::core::clear_halt(current->as_object(), carsync::core::SystemClock{}.now());
+  if (auto w = carsync::io::write_json_at(dir->get(), "current_apply.json", cleared); !w)
+    return report(kFailed, args.instance_id + ": " + w.error().message);
+  std::cout << args.instance_id << ": halt cleared; restart carsyncd to resume the instance\n";
+  return kOk;
+}
+
 void add_kv(CLI::App& app, Args& args, Command& chosen) {
   auto* kv = app.add_subcommand("kv", "The embedded hash store (<data_dir>/kv)")->require_subcommand(1);
 
@@ -243,6 +269,12 @@ void add_recover(CLI::App& app, Command& chosen) {
   on_parsed(sub, chosen, recover);
 }
 
+void add_unhalt(CLI::App& app, Args& args, Command& chosen) {
+  auto* sub = app.add_subcommand("unhalt", "Let an instance halted by an uncertain apply run again");
+  sub->add_option("ID", args.instance_id, "Instance id")->required();
+  on_parsed(sub, chosen, unhalt);
+}
+
 void add_devnode(CLI::App& app, Args& args, Command& chosen) {
   auto* dev = app.add_subcommand("devnode", "Emulate an edge node's CStore and R1FS APIs over the embedded stores");
   dev->add_option("--listen", args.devnode.listen, "Listen address")->capture_default_str();
@@ -273,6 +305,7 @@ int main(int argc, char** argv) {
   add_env(app, args, chosen);
   add_devnode(app, args, chosen);
   add_recover(app, chosen);
+  add_unhalt(app, args, chosen);
 
   try {
     app.parse(argc, argv);

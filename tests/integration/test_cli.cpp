@@ -114,6 +114,24 @@ TEST_F(CliTest, DataDirComesFromConfig) {
   EXPECT_EQ(get.out, "7\n");
 }
 
+TEST_F(CliTest, UnhaltClearsTheDurableHaltOnce) {
+  write_file(tmp / "node.json", R"({"data_dir": ")" + data_dir + R"(", "instances": []})");
+  const auto state = tmp / "data/instances/c1/sync_history/state/current_apply.json";
+  write_file(state, R"({"state": "uncertain", "cid": "bafx", "version": 1, "timestamp": 1.0, "halted": true})");
+  const std::string config = (tmp / "node.json").string();
+
+  auto first = carsync(tmp, {"--config", config, "unhalt", "c1"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.out.find("halt cleared"), std::string::npos);
+  const auto doc = read_file(state);
+  EXPECT_EQ(doc.find("\"halted\""), std::string::npos) << doc;
+  EXPECT_NE(doc.find("\"halt_cleared_at\""), std::string::npos) << doc;
+
+  auto second = carsync(tmp, {"--config", config, "unhalt", "c1"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.out, "c1: not halted\n");
+}
+
 class CliEnvTest : public CliTest {
  protected:
   void SetUp() override {
