@@ -545,6 +545,7 @@ class StagedApplyCrash : public ::testing::Test {
                             : fs::temp_directory_path()) / "carsync-crash.XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
     scratch = tmpl;
+    journal = scratch / "state/apply_journal.json";
   }
   ~StagedApplyCrash() override {
     std::error_code ec;
@@ -570,7 +571,7 @@ class StagedApplyCrash : public ::testing::Test {
   }
 
   fs::path scratch;
-  fs::path journal = scratch / "state/apply_journal.json";
+  fs::path journal;  // inside scratch: set once scratch exists
 };
 
 TEST_F(StagedApplyCrash, CrashAtEveryStepRecoversToOldOrNewTree) {
