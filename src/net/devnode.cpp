@@ -113,9 +113,34 @@ Result<FaultPlan> FaultPlan::parse(std::string_view spec) {
   return plan;
 }
 
+namespace {
+
+// A rule's ROUTE may carry a condition, "get_file?cid=CID" or "hget?key=KEY": then it
+// matches only requests with that decoded query parameter, so a test can fail one
+// snapshot's download or one key's record and leave the rest alone. `request` is the
+// route name, followed by "?NAME=VALUE&..." when the request has query parameters.
+bool rule_matches(std::string_view rule, std::string_view request) {
+  auto split = [](std::string_view s) {
+    auto q = s.find('?');
+    return q == std::string_view::npos ? std::pair{s, std::string_view{}} : std::pair{s.substr(0, q), s.substr(q + 1)};
+  };
+  auto [rule_route, condition] = split(rule);
+  auto [route, query] = split(request);
+  if (rule_route != "*" && rule_route != route) return false;
+  if (condition.empty()) return true;
+  for (std::string_view rest = query; !rest.empty();) {
+    auto amp = rest.find('&');
+    if (rest.substr(0, amp) == condition) return true;
+    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
 std::optional<FaultPlan::Fault> FaultPlan::pick(std::string_view route) {
   for (auto& f : faults_) {
-    if (f.route != "*" && f.route != route) continue;
+    if (!rule_matches(f.route, route)) continue;
     if (f.first_n) {
       if (*f.first_n == 0) continue;
       --*f.first_n;
@@ -552,7 +577,13 @@ struct Devnode::Impl {
       spool_fd.reset();
       if (body_status == BodyStatus::failed) break;
 
-      auto fault = faults.pick(in.route);
+      std::string request = in.route;  // what fault rules match: the route and its query
+      char separator = '?';
+      for (const auto& [name, value] : in.query) {
+        request += separator + name + "=" + value;
+        separator = '&';
+      }
+      auto fault = faults.pick(request);
       if (fault && fault->action == FaultPlan::Action::hang) {
         spdlog::debug("devnode {}: {} {} -> (fault: hang)", name_of(service), std::string(http::to_string(in.method)), in.route);
         conn.idle = true;  // stop() may cut it; otherwise wait until the client gives up

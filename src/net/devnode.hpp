@@ -32,7 +32,9 @@ namespace carsync::net {
 
 // Fault injection (`carsync devnode --faults SPEC`), for tests of clients against a
 // misbehaving node. SPEC is a comma-separated list of ROUTE:ACTION[:WHEN]:
-//   ROUTE   an endpoint name ("hset", "get_file", ...) or "*" for every route
+//   ROUTE   an endpoint name ("hset", "get_file", ...) or "*" for every route, optionally
+//           with one query condition: "get_file?cid=CID" or "hget?key=K" fires only for
+//           requests carrying that parameter value
 //   ACTION  a status code 400..599  answer with it and {"detail": "injected fault"}
 //           hang                     read the request, never answer
 //           reset                    read the request, then abort the connection (TCP RST)
