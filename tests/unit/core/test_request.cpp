@@ -197,6 +197,14 @@ TEST_F(RequestTest, E61_UnmountedEntryRejected) {
   EXPECT_THAT(e.error.message, HasSubstr("no mounted volume covers"));
 }
 
+// carsync resolves every offline source at claim time, so an unmapped path never reaches
+// the archive builder: F69's failure surfaces here, before the container is touched.
+TEST_F(RequestTest, F69_ArchivingAnUnmappedPathFailsBeforeCapture) {
+  auto e = rejected(R"({"archive_paths": ["/app/data/ok.bin", "/var/unmapped/file"]})");
+  EXPECT_THAT(e.error.message, HasSubstr("no mounted volume covers"));
+  EXPECT_THAT(e.error.message, HasSubstr("/var/unmapped/file"));
+}
+
 TEST_F(RequestTest, E62_AnonymousMountEntryRejected) {
   auto e = rejected(R"({"archive_paths": ["/app/legacy/x"]})");
   EXPECT_THAT(e.error.message, HasSubstr("non-volume-backed mount"));

@@ -245,6 +245,24 @@ TEST_F(ConsumerRun, J119_RoundTripAppliesFileAndRecordsIt) {
   EXPECT_FALSE(io::apply_pending(journal()));
 }
 
+TEST_F(ConsumerRun, F81_RestoredFilesAndDirectoriesAreOwnedByTheVolumeRootOwner) {
+  ASSERT_EQ(::chown(appdata().c_str(), 4321, 8765), 0);
+  write_file(provider_tree() / "nested/inner.bin", binary_bytes());
+  ASSERT_EQ(::chown((provider_tree() / "nested/inner.bin").c_str(), 1111, 2222), 0);
+  publish_archive(capture(), {"/app/data"}, 1714742401);
+
+  auto out = run_once();
+
+  ASSERT_EQ(out.outcome, ConsumerOutcome::applied) << out.error;
+  EXPECT_EQ(read_file(appdata() / "nested/inner.bin"), binary_bytes());
+  for (const auto& p : {appdata() / "nested", appdata() / "nested/inner.bin"}) {
+    struct stat st {};
+    ASSERT_EQ(::lstat(p.c_str(), &st), 0) << p;
+    EXPECT_EQ(st.st_uid, 4321u) << p;
+    EXPECT_EQ(st.st_gid, 8765u) << p;
+  }
+}
+
 TEST_F(ConsumerRun, J120_UnmappableManifestPathIsQuarantinedUnapplied) {
   write_file(provider_tree() / "weights.bin", binary_bytes());
   auto pub = publish_archive(capture(), {"/app/data", "/app/cache"}, 1714742401);

@@ -675,6 +675,28 @@ TEST_F(ProviderSupervisor, M153_ConsumerRoleDoesNotRunTheProviderLifecycle) {
   EXPECT_TRUE(kv.hsets.empty());
 }
 
+TEST_F(ProviderSupervisor, K144_SystemVolumeUnavailableDisablesSyncDespiteEnabled) {
+  // A regular file where the system volume's mount root belongs: provisioning must fail.
+  const auto blocked = tmp / "blocked_system_volume";
+  write_file(blocked, "not a directory");
+  config.system_volume = blocked;
+  ASSERT_TRUE(config.sync.enabled);
+  auto svc = services();
+  auto owned = std::make_unique<FakeContainer>();
+  FakeContainer& fake = *owned;
+  runtime::InstanceSupervisor sup(config, svc, std::move(owned), ioc.get_executor());
+  run(sup.prepare());
+
+  EXPECT_FALSE(sup.active());
+  EXPECT_FALSE(sup.status().enabled);
+  ASSERT_TRUE(sup.status().config_error.has_value());
+  EXPECT_NE(sup.status().config_error->find("system volume unavailable"), std::string::npos);
+  sup.poke();
+  run(sup.run());  // returns at once: nothing to supervise
+  EXPECT_TRUE(fake.lifecycle.empty());
+  EXPECT_TRUE(kv.hsets.empty());
+}
+
 // The positive control for M152/M153: the same supervisor as a provider does publish.
 TEST_F(ProviderSupervisor, EnabledProviderPublishesTheRequestPendingAtStart) {
   request_appdata();
