@@ -94,6 +94,10 @@ std::optional<std::string> dedupe_cid(const json::value* current_apply, const js
     if (s && s->is_string() && s->get_string() == to_string(ApplyState::applied)) {
       if (auto cid = non_empty_string(state, "cid")) return cid;
     }
+    // carsync carries the last applied CID through the states of a later attempt, so an
+    // attempt interrupted before its history entry cannot make dedupe fall back to an older
+    // entry (the reference's §8.8 consequence).
+    if (auto cid = non_empty_string(state, "applied_cid")) return cid;
   }
   if (latest_received) return non_empty_string(*latest_received, "cid");
   return std::nullopt;

@@ -46,8 +46,9 @@ bool is_halted(const boost::json::value* current_apply) noexcept;
 boost::json::object clear_halt(boost::json::object current_apply, double now);
 
 // The CID already applied: current_apply.json's cid when its state is "applied" and the
-// cid a non-empty string; otherwise the latest received-history entry's (§9.2). Either
-// argument may be nullptr (absent or unparseable).
+// cid a non-empty string; else its "applied_cid" (carsync's carry-over of the CID applied
+// before a later, unfinished attempt); otherwise the latest received-history entry's
+// (§9.2). Either argument may be nullptr (absent or unparseable).
 std::optional<std::string> dedupe_cid(const boost::json::value* current_apply,
                                       const boost::json::object* latest_received);
 

@@ -129,6 +129,7 @@ class ConsumerDriver {
     auto current = read_json(current_apply_path(ctx_));
     auto latest = ctx_.history.latest(core::HistoryDir::received);
     params.applied_cid = core::dedupe_cid(current ? &*current : nullptr, latest ? &latest->body : nullptr);
+    applied_before_ = params.applied_cid;
     params.halted = core::is_halted(current ? &*current : nullptr);
     if (!record || !record->is_object()) return;
     params.manifest_digest = sha256_hex(core::quarantine_digest_input(*record));
@@ -145,7 +146,12 @@ class ConsumerDriver {
     switch (a.kind) {
       case Kind::write_state:
       case Kind::halt: {
-        auto r = co_await ctx_.io_pool.run([&] { return io::write_json_file(current_apply_path(ctx_), a.document); });
+        // The CID the volumes held before this attempt survives the attempt's states until a
+        // new one is applied: a crash before the history entry must not rewind dedupe.
+        json::object doc = a.document;
+        if (applied_before_ && !(doc.contains("state") && doc.at("state") == "applied"))
+          doc["applied_cid"] = *applied_before_;
+        auto r = co_await ctx_.io_pool.run([&] { return io::write_json_file(current_apply_path(ctx_), doc); });
         if (!r) {
           spdlog::warn("[{}] consumer: current_apply.json: {}", id, r.error().message);
           ev.error = r.error();
@@ -306,6 +312,7 @@ class ConsumerDriver {
   InstanceContext& ctx_;
   ConsumerState& state_;
   std::string quarantine_name_;
+  std::optional<std::string> applied_before_;
   fs::path download_;
   fs::path staging_;
   std::optional<io::ApplyPlan> plan_;

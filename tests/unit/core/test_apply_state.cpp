@@ -84,6 +84,17 @@ TEST(ApplyState, DedupeNonAppliedStateFallsBackToLatestHistory) {
   }
 }
 
+// A crash after `applied B` but before B's history entry, then an interrupted attempt at
+// A: the carried-over applied_cid keeps dedupe on B instead of an older history entry.
+TEST(ApplyState, DedupeNonAppliedStateUsesCarriedAppliedCidBeforeHistory) {
+  const json::object older_history{{"cid", "QmOlder"}};
+  json::object preparing = apply_state_document(ApplyState::preparing, {"QmA", 3}, 1.0);
+  preparing["applied_cid"] = "QmB";
+  const json::value state = preparing;
+  EXPECT_EQ(dedupe_cid(&state, &older_history), "QmB");
+  EXPECT_EQ(dedupe_cid(&state, nullptr), "QmB");
+}
+
 TEST(ApplyState, DedupeAppliedStateWithoutUsableCidFallsBack) {
   const json::object history{{"cid", "QmHistory"}};
   const json::value empty_cid = applied_state({"", 1}, 1.0, {});
