@@ -2,6 +2,7 @@
 // Node configuration: what a supervisor hands to carsync::Node. Parsed from one JSON file
 // by carsync::load_node_config; see README "Configuration reference".
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -31,7 +32,9 @@ struct SyncConfig {
   int compression_level = 6;           // gzip 1..9, zstd 1..19
   ApplySemantics apply_semantics = ApplySemantics::overlay;
   std::optional<double> initial_sync_timeout;  // seconds; 0 = forever; absent = no gate
-  std::vector<std::string> warnings;   // non-fatal notes from parsing, logged at start-up
+  // Non-fatal notes from parsing (unknown SYNC keys, fallbacks), logged at start-up and reload.
+  std::vector<std::string> warnings;
+  friend bool operator==(const SyncConfig&, const SyncConfig&) = default;
 };
 
 // One host directory bound into the container (Docker's host-root -> {bind, mode}).
@@ -39,17 +42,34 @@ struct VolumeMount {
   std::string host_root;
   std::string bind;
   std::string mode = "rw";
+  friend bool operator==(const VolumeMount&, const VolumeMount&) = default;
+};
+
+// The system volume as the reference provisions it (spec §2.1): a fixed-size ext4 image
+// loop-mounted at InstanceConfig::system_volume. Absent: system_volume is a plain directory.
+struct SystemVolumeImage {
+  // Where the image lives: <image_dir>/<instance id>.img (one image per instance; it and its
+  // contents survive restarts and removal of the instance).
+  std::filesystem::path image_dir;
+  std::uint64_t size_bytes = 10 * 1024 * 1024;  // the reference's 10M
+  friend bool operator==(const SystemVolumeImage&, const SystemVolumeImage&) = default;
 };
 
 struct InstanceConfig {
   std::string id;
   std::optional<std::string> container;  // container name or id; nullopt = no runtime
   std::filesystem::path system_volume;   // host dir the container sees as /r1en_system
+  // "system_volume_image": {"dir": PATH, "size_mib": N} at instance level, else the node's
+  // default (NodeConfig::system_volume_image); nullopt: system_volume is a plain directory.
+  std::optional<SystemVolumeImage> system_volume_image;
   std::vector<VolumeMount> volumes;      // in configuration order (ties resolve to first)
   SyncConfig sync;
   // Set when the instance's configuration is invalid: the instance stays disabled and this
   // names the offending field. Other instances run.
   std::optional<std::string> error;
+  std::string error_field;  // the offending key's dotted path when error is set
+
+  friend bool operator==(const InstanceConfig&, const InstanceConfig&) = default;
 };
 
 struct BackendConfig {
@@ -67,6 +87,9 @@ struct RuntimeLimits {
   std::chrono::seconds step_timeout{600};         // deadline of one archive build / upload / apply step
   std::chrono::seconds store_timeout{60};         // deadline of one store call
   std::chrono::seconds shutdown_grace{30};        // bounded wait before terminal cancellation
+  // Deadline of each clean-up step that runs after a cancellation (restarting a container
+  // carsync stopped, finishing an apply's bookkeeping): the "small bound" past the grace.
+  std::chrono::seconds cleanup_timeout{20};
   std::string file_engine = "auto";               // "auto", "io_uring" or "portable"
 };
 
@@ -80,6 +103,10 @@ struct NodeConfig {
   // The Docker Engine socket for instances with a container ("unix:///path" or a path);
   // nullopt: DOCKER_HOST, else /var/run/docker.sock.
   std::optional<std::string> docker_socket;
+  // Default system-volume image settings for instances that name none ("system_volume_image").
+  std::optional<SystemVolumeImage> system_volume_image;
+  // The control API's unix socket (a later issue serves it; parsed and kept here).
+  std::string control_socket = "/run/carsync.sock";
   RuntimeLimits limits;
   std::vector<InstanceConfig> instances;
 };
@@ -88,10 +115,23 @@ struct NodeConfig {
 // they land in InstanceConfig::error.
 class ConfigError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ConfigError(const std::string& what, std::string field = {})
+      : std::runtime_error(what), field_(std::move(field)) {}
+  // The offending key's dotted path ("limits.io_workers", "instances[2].id"), when known.
+  const std::string& field() const noexcept { return field_; }
+
+ private:
+  std::string field_;
 };
 
+// Unknown keys at the node, backend, limits and instance level throw, naming the key and the
+// closest known one; unknown SYNC keys (the reference tolerates them) become warnings.
 NodeConfig parse_node_config(std::string_view json_text);
+// One instance object as it appears in "instances" (the supervisor API's and the control
+// API's input). Instance-level problems land in InstanceConfig::error / error_field, as in a
+// file; only an object without a usable "id" throws ConfigError. `defaults` supplies the
+// node-wide system_volume_image.
+InstanceConfig parse_instance_config(std::string_view json_text, const NodeConfig& defaults);
 NodeConfig load_node_config(const std::filesystem::path& file);
 
 }  // namespace carsync

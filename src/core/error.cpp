@@ -32,6 +32,13 @@ class category final : public boost::system::error_category {
       case errc::invalid_record: return "invalid sync record";
       case errc::bad_config: return "bad configuration";
       case errc::cancelled: return "cancelled";
+      case errc::unknown_instance: return "unknown instance";
+      case errc::duplicate_instance: return "duplicate instance";
+      case errc::wrong_role: return "wrong role for this operation";
+      case errc::not_running: return "node not running";
+      case errc::busy: return "instance busy";
+      case errc::data_dir_locked: return "data directory locked by another process";
+      case errc::system_volume_unavailable: return "system volume unavailable";
     }
     return "unknown carsync error";
   }
@@ -48,7 +55,7 @@ Error os_error(int err, std::string_view what) {
   std::string text(what);
   text += ": ";
   text += std::strerror(err);
-  return {boost::system::error_code(err, boost::system::system_category()), std::move(text)};
+  return Error{.code = boost::system::error_code(err, boost::system::system_category()), .message = std::move(text)};
 }
 
 void throw_exception_from_error(const Error& e, const boost::source_location& loc) {
