@@ -80,6 +80,7 @@ std::string_view to_string(ConsumerOutcome o) noexcept {
     case ConsumerOutcome::stop_failed: return "stop_failed";
     case ConsumerOutcome::commit_failed: return "commit_failed";
     case ConsumerOutcome::uncertain: return "uncertain";
+    case ConsumerOutcome::cancelled: return "cancelled";
     case ConsumerOutcome::applied: return "applied";
   }
   return "unknown";
@@ -139,7 +140,8 @@ void ConsumerLifecycle::on_commit(const ConsumerEvent& ev) {
     applied_timestamp_ = ev.now;
     // Finalise while the container is still stopped, so last_apply.json exists when the
     // app starts.
-    plan_ = {Step::append_history, Step::write_last_apply, Step::start, Step::discard_staging, Step::retire};
+    plan_ = {Step::write_applied, Step::append_history, Step::write_last_apply, Step::start, Step::discard_staging,
+             Step::retire};
     return;
   }
   error_text_ = ev.error->message;
@@ -154,13 +156,36 @@ void ConsumerLifecycle::on_commit(const ConsumerEvent& ev) {
   plan_.push_front(Step::write_rolled_back);
 }
 
+// Before the commit nothing in the volumes changed: give the container back and drop the
+// staging. The durable state keeps saying "preparing"/"applying" with the applied CID carried,
+// which dedupes correctly after a restart.
+void ConsumerLifecycle::on_cancel() {
+  final_outcome_ = ConsumerOutcome::cancelled;
+  failed_stage_.reset();
+  error_text_ = "cancelled";
+  plan_ = {Step::start, Step::discard_staging};
+}
+
+json::object ConsumerLifecycle::carry_applied(json::object state) const {
+  if (params_.applied_cid) state["applied_cid"] = *params_.applied_cid;
+  return state;
+}
+
 ConsumerAction ConsumerLifecycle::resume(const ConsumerEvent& ev) {
   if (!started_) {
     started_ = true;
     decide_start(ev.now);
+    if (ev.cancelled && !plan_.empty()) on_cancel();
     return next(ev.now);
   }
   if (!current_) return next(ev.now);
+
+  if (ev.cancelled && !committed_ && final_outcome_ == ConsumerOutcome::pending) {
+    // A stop interrupted midway may have happened: starting a running container is harmless.
+    if (*current_ == Step::stop) stopped_ = true;
+    on_cancel();
+    return next(ev.now);
+  }
 
   switch (*current_) {
     case Step::download:
@@ -185,6 +210,9 @@ ConsumerAction ConsumerLifecycle::resume(const ConsumerEvent& ev) {
       break;
     case Step::commit:
       on_commit(ev);
+      break;
+    case Step::write_applied:
+      applied_state_ok_ = !ev.error;
       break;
     case Step::quarantine:
       quarantined_ = !ev.error;
@@ -221,7 +249,7 @@ std::optional<ConsumerAction> ConsumerLifecycle::build(Step s, double now) {
   switch (s) {
     case Step::write_preparing:
       a = action(Kind::write_state);
-      a.document = apply_state_document(ApplyState::preparing, identity_, now);
+      a.document = carry_applied(apply_state_document(ApplyState::preparing, identity_, now));
       return a;
     case Step::download:
       a = action(Kind::download);
@@ -234,10 +262,15 @@ std::optional<ConsumerAction> ConsumerLifecycle::build(Step s, double now) {
       return action(Kind::stop_container);
     case Step::write_applying:
       a = action(Kind::write_state);
-      a.document = apply_state_document(ApplyState::applying, identity_, now);
+      a.document = carry_applied(apply_state_document(ApplyState::applying, identity_, now));
       return a;
     case Step::commit:
+      committed_ = true;  // from here on a cancellation no longer abandons the attempt
       return action(Kind::commit);
+    case Step::write_applied:
+      a = action(Kind::write_state);
+      a.document = applied_state(identity_, applied_timestamp_, extracted_);
+      return a;
     case Step::append_history:
       a = action(Kind::append_history);
       a.document = history_entry();
@@ -270,15 +303,15 @@ std::optional<ConsumerAction> ConsumerLifecycle::build(Step s, double now) {
       // A quarantine that could not be written leaves the state as it was (§8.7).
       if (!quarantined_) return std::nullopt;
       a = action(Kind::write_state);
-      a.document = failed_preflight_state(identity_, now, to_string(*failed_stage_), error_text_);
+      a.document = carry_applied(failed_preflight_state(identity_, now, to_string(*failed_stage_), error_text_));
       return a;
     case Step::write_rolled_back:
       a = action(Kind::write_state);
-      a.document = rolled_back_state(identity_, now, error_text_, extracted_);
+      a.document = carry_applied(rolled_back_state(identity_, now, error_text_, extracted_));
       return a;
     case Step::halt:
       a = action(Kind::halt);
-      a.document = uncertain_state(identity_, now, error_text_, extracted_);
+      a.document = carry_applied(uncertain_state(identity_, now, error_text_, extracted_));
       return a;
   }
   return std::nullopt;

@@ -15,6 +15,18 @@
 //    makes a successful apply not restart-safe (item 12);
 //  * the previous download is retired and staging deleted after the restart, to shorten
 //    the time the app is down.
+//
+// Decisions the drivers used to make live here too:
+//  * every non-applied state document carries "applied_cid" (the CID the volumes held before
+//    this attempt), so a crash between an apply and its history entry, followed by another
+//    interrupted attempt, can never rewind dedupe;
+//  * after a successful commit the applied state is written as its own step; if that write
+//    fails the apply stands (the volumes hold the new snapshot and the history entry records
+//    it for dedupe): finalisation continues and the failure is reported;
+//  * cancellation (shutdown past its grace, removal) is an input: before the commit the
+//    attempt is abandoned — staging discarded, the container carsync stopped started again,
+//    nothing quarantined; the commit itself is never interrupted, and after it the short
+//    finalisation runs to the end so the app restarts on a recorded snapshot.
 #include "carsync/config.hpp"
 #include "core/apply_mode.hpp"
 #include "core/apply_state.hpp"
@@ -39,7 +51,7 @@ std::string_view to_string(ConsumerStage s) noexcept;
 
 struct ConsumerAction {
   enum class Kind {
-    write_state,       // current_apply.json = document; failure only logged
+    write_state,       // current_apply.json = document; failure only logged (see above)
     quarantine,        // state/quarantine/<name> = document
     download,          // get_file(cid); an empty local path is an error
     scan,              // §8.4 steps 4-6 over the download; the driver keeps plan + staging
@@ -73,6 +85,7 @@ std::string_view to_string(ConsumerAction::Kind k) noexcept;
 struct ConsumerEvent {
   double now = 0;
   std::optional<Error> error;
+  bool cancelled = false;                      // the step was interrupted by cancellation
   bool rollback_incomplete = false;            // commit
   std::vector<std::string> extracted_paths;    // commit
 };
@@ -98,6 +111,7 @@ enum class ConsumerOutcome {
   stop_failed,       // stop not confirmed: quarantined, nothing touched, no restart
   commit_failed,     // rolled back completely: quarantined, container restarted
   uncertain,         // rollback incomplete: halted, container left stopped
+  cancelled,         // abandoned before the commit: container as it was, nothing quarantined
   applied,
 };
 std::string_view to_string(ConsumerOutcome o) noexcept;
@@ -121,11 +135,13 @@ class ConsumerLifecycle {
   const ApplyIdentity& identity() const noexcept { return identity_; }
   const std::vector<std::string>& extracted_paths() const noexcept { return extracted_; }
   bool history_written() const noexcept { return history_ok_; }
+  // After an apply: whether current_apply.json recorded it (dedupe then rests on history).
+  bool applied_state_written() const noexcept { return applied_state_ok_; }
 
  private:
   // What is left to do on the chosen path; decisions are taken when an outcome arrives.
   enum class Step {
-    write_preparing, download, scan, stop, write_applying, commit,
+    write_preparing, download, scan, stop, write_applying, commit, write_applied,
     append_history, write_last_apply, start, discard_staging, retire,
     quarantine, write_failed_preflight, write_rolled_back, halt,
   };
@@ -133,6 +149,8 @@ class ConsumerLifecycle {
   void decide_start(double now);
   void fail(ConsumerOutcome outcome, ConsumerStage stage, std::string text);
   void on_commit(const ConsumerEvent& ev);
+  void on_cancel();
+  boost::json::object carry_applied(boost::json::object state) const;
   ConsumerAction next(double now);
   std::optional<ConsumerAction> build(Step s, double now);
   boost::json::object history_entry() const;
@@ -154,6 +172,8 @@ class ConsumerLifecycle {
   bool scanned_ = false;        // a staging directory may exist
   bool quarantined_ = false;
   bool history_ok_ = false;
+  bool applied_state_ok_ = false;
+  bool committed_ = false;      // the commit step ran: cancellation no longer applies
   double applied_timestamp_ = 0;
   std::vector<std::string> extracted_;
   std::optional<ConsumerStage> failed_stage_;

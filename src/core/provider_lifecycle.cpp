@@ -84,6 +84,8 @@ ProviderAction ProviderLifecycle::fail(ProviderStage stage, std::string text, do
   response["failed_timestamp"] = now;
   response["archive_paths"] = std::move(echoed);
 
+  // An API publish has no control files: its caller gets the outcome directly.
+  if (!params_.answer_by_files) return act(State::done, Kind::done);
   ProviderAction a = act(State::reporting, Kind::report_failure);
   a.document = std::move(invalid);
   a.response = std::move(response);
@@ -95,8 +97,69 @@ ProviderAction ProviderLifecycle::after_build(double now) {
   return act(State::uploading, Kind::upload);
 }
 
+// Undo in order: the app gets its container back first, then local and remote leftovers go.
+ProviderAction ProviderLifecycle::cancel() {
+  cancelled_ = true;
+  failed_stage_.reset();
+  error_text_ = "cancelled";
+  return cancel_next();
+}
+
+ProviderAction ProviderLifecycle::cancel_next() {
+  if (container_stopped_ && state_ < State::cancel_starting) return act(State::cancel_starting, Kind::start_container);
+  if (archive_built_ && state_ < State::cancel_removing_archive)
+    return act(State::cancel_removing_archive, Kind::remove_archive);
+  if (!snapshot_.cid.empty() && state_ < State::cancel_deleting_upload) {
+    ProviderAction a = act(State::cancel_deleting_upload, Kind::delete_upload);
+    a.cid = snapshot_.cid;
+    return a;
+  }
+  return act(State::done, Kind::done);
+}
+
+// Retire only when the new entry exists, so the previous one is never the latest.
+ProviderAction ProviderLifecycle::retire_or_done() {
+  if (!history_ok_) return act(State::done, Kind::done);
+  ProviderAction a = act(State::retiring, Kind::retire_previous);
+  a.cid = snapshot_.cid;
+  return a;
+}
+
 ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
+  if (ev.cancelled && !cancelled_) {
+    switch (state_) {
+      case State::start:
+      case State::building:
+      case State::uploading:
+      case State::removing_archive:
+        if (state_ != State::start) archive_built_ = true;
+        return cancel();
+      case State::stopping:
+        // Whether the stop happened is unknown: starting a running container changes nothing.
+        container_stopped_ = true;
+        return cancel();
+      case State::starting_after_build:
+        container_stopped_ = false;
+        archive_built_ = true;
+        return cancel();
+      case State::publishing:
+        // The record may be stored: its upload must stay. Nothing is answered; the request
+        // runs again after restart and publishes a newer version.
+        snapshot_.cid.clear();
+        return cancel();
+      default:
+        break;  // acknowledged, or already reporting a failure: finish (short bookkeeping)
+    }
+  }
   switch (state_) {
+    case State::cancel_starting:
+      container_stopped_ = false;
+      return cancel_next();
+    case State::cancel_removing_archive:
+      archive_built_ = false;
+      return cancel_next();
+    case State::cancel_deleting_upload:
+      return cancel_next();
     case State::start:
       if (rejection_) return fail(ProviderStage::validation, rejection_->error.message, ev.now);
       if (!request_.runtime.online() && params_.has_container)
@@ -112,6 +175,7 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
       return act(State::building, Kind::build_archive);
 
     case State::building:
+      archive_built_ = true;
       if (ev.error) build_error_ = ev.error;
       else archive_size_ = ev.archive_size;
       // The archive is sealed: give the app its container back before the upload.
@@ -136,6 +200,7 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
     }
 
     case State::removing_archive: {
+      archive_built_ = false;
       if (failed_stage_) return fail(*failed_stage_, error_text_, ev.now);
       snapshot_.version = static_cast<std::int64_t>(ev.now);
       snapshot_.timestamp = ev.now;
@@ -188,6 +253,7 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
       response["chainstore_ack"] = true;
       response["metadata"] = request_.metadata;
       if (history_error_) response["history_error"] = *history_error_;
+      if (!params_.answer_by_files) return retire_or_done();
       ProviderAction a = act(State::writing_response, Kind::write_response);
       a.document = std::move(response);
       return a;
@@ -200,13 +266,7 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
       return act(State::discarding_after_success, Kind::discard_processing);
 
     case State::discarding_after_success:
-      // Retire only when the new entry exists, so the previous one is never the latest.
-      if (history_ok_) {
-        ProviderAction a = act(State::retiring, Kind::retire_previous);
-        a.cid = snapshot_.cid;
-        return a;
-      }
-      return act(State::done, Kind::done);
+      return retire_or_done();
 
     case State::retiring:
       return act(State::done, Kind::done);

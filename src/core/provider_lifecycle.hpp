@@ -5,6 +5,13 @@
 //
 // carsync's order differs from the reference in one place (§12 item 3): the container is
 // started again as soon as the archive is sealed, before the upload.
+//
+// Cancellation (shutdown past its grace, removal of the instance) is an input: an event with
+// `cancelled` set. Before the publish is acknowledged the machine undoes what it did — starts
+// the container it stopped, removes the archive, deletes an upload nobody references — and
+// answers nothing, so the claimed request.json.processing is recovered and run again at the
+// next start (§10.1): a request is never lost. Once acknowledged, the bookkeeping finishes
+// (it is short), so a request is never answered twice.
 #include "core/error.hpp"
 #include "core/record.hpp"
 #include "core/request.hpp"
@@ -51,6 +58,7 @@ std::string_view to_string(ProviderAction::Kind k) noexcept;
 struct ProviderEvent {
   double now = 0;
   std::optional<Error> error;
+  bool cancelled = false;          // the step was interrupted by cancellation (any action)
   std::uint64_t archive_size = 0;  // build_archive
   std::string cid;                 // upload
   bool ack = false;                // publish
@@ -61,6 +69,9 @@ struct ProviderParams {
   std::optional<std::string> node_id;
   ArchiveFormat format = ArchiveFormat::tar_gz;
   bool has_container = false;  // false: there is nothing to stop or start
+  // false for a publish through the API (Node::publish): there is no request.json to claim,
+  // answer or discard, so the control directory is not touched.
+  bool answer_by_files = true;
 };
 
 class ProviderLifecycle {
@@ -75,6 +86,8 @@ class ProviderLifecycle {
 
   bool finished() const noexcept { return state_ == State::done; }
   bool succeeded() const noexcept { return succeeded_; }
+  // Ended by cancellation before the acknowledgement: nothing was answered.
+  bool cancelled() const noexcept { return cancelled_; }
   std::optional<ProviderStage> failed_stage() const noexcept { return failed_stage_; }
   const std::string& error_text() const noexcept { return error_text_; }
   const SyncRequest& request() const noexcept { return request_; }
@@ -85,8 +98,12 @@ class ProviderLifecycle {
   enum class State {
     start, stopping, building, starting_after_build, uploading, removing_archive, publishing,
     deleting_upload, appending_history, writing_response, removing_invalid,
-    discarding_after_success, retiring, reporting, discarding_after_failure, done,
+    discarding_after_success, retiring, reporting, discarding_after_failure,
+    cancel_starting, cancel_removing_archive, cancel_deleting_upload, done,
   };
+  ProviderAction cancel();
+  ProviderAction cancel_next();
+  ProviderAction retire_or_done();
   ProviderAction fail(ProviderStage stage, std::string text, double now);
   ProviderAction after_build(double now);
   ProviderAction act(State next, ProviderAction::Kind kind);
@@ -103,6 +120,8 @@ class ProviderLifecycle {
   bool history_ok_ = false;
   std::optional<std::string> history_error_;
   bool succeeded_ = false;
+  bool cancelled_ = false;
+  bool archive_built_ = false;  // an archive file may exist in scratch
   std::optional<ProviderStage> failed_stage_;
   std::string error_text_;
   boost::json::object failure_response_;

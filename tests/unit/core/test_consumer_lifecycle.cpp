@@ -126,7 +126,7 @@ class ConsumerLifecycleTest : public ::testing::Test {
 
 const std::vector<Kind> full_flow{Kind::write_state,    Kind::download,         Kind::scan,
                                   Kind::stop_container, Kind::write_state,      Kind::commit,
-                                  Kind::append_history, Kind::write_last_apply, Kind::start_container,
+                                  Kind::write_state,    Kind::append_history, Kind::write_last_apply, Kind::start_container,
                                   Kind::discard_staging, Kind::retire_previous};
 
 TEST_F(ConsumerLifecycleTest, N161_NoRecordDoesNothing) {
@@ -155,10 +155,12 @@ TEST_F(ConsumerLifecycleTest, N162_FullFlowStopsCommitsFinalisesThenStarts) {
   EXPECT_EQ(run.first(Kind::retire_previous).cid, "QmNew");
 
   const auto states = run.states();
-  ASSERT_EQ(states.size(), 2u);
+  ASSERT_EQ(states.size(), 3u);
   EXPECT_EQ(states[0], (json::object{{"state", "preparing"}, {"cid", "QmNew"}, {"version", 1714742401},
-                                     {"timestamp", 1714742460.0}}));
+                                     {"timestamp", 1714742460.0}, {"applied_cid", "QmOld"}}));
   EXPECT_EQ(states[1].at("state"), "applying");
+  EXPECT_EQ(states[2].at("state"), "applied");
+  EXPECT_EQ(states[2].at("cid"), "QmNew");
   EXPECT_EQ(machine_->identity().cid, "QmNew");
 }
 
@@ -410,7 +412,7 @@ TEST_F(ConsumerLifecycleTest, CommitFailureRolledBackIsQuarantinedAndRestarted) 
             (json::object{{"state", "failed_rolled_back"}, {"cid", "QmNew"}, {"version", 1714742401},
                           {"timestamp", run.states().back().at("timestamp")},
                           {"error", "cannot replace directory with file: /app/data/x"},
-                          {"extracted_paths", json::array{"/app/data"}}}));
+                          {"extracted_paths", json::array{"/app/data"}}, {"applied_cid", "QmOld"}}));
   EXPECT_EQ(run.first(Kind::quarantine).document.at("stage"), "commit");
 }
 
@@ -465,6 +467,112 @@ TEST_F(ConsumerLifecycleTest, LastApplyAndRetirementFailuresKeepOutcomeRestartSa
   EXPECT_EQ(run.kinds(), full_flow);
   EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
   EXPECT_TRUE(machine_->restart_safe());
+}
+
+// The CID the volumes held survives every state document of a later attempt until a new one
+// is applied: a crash before the history entry must not rewind dedupe.
+TEST_F(ConsumerLifecycleTest, EveryNonAppliedStateCarriesThePreviouslyAppliedCid) {
+  Trace run = drive(json::value(record()), params(), [](const ConsumerAction& a) {
+    if (a.kind != Kind::commit) return happy(a);
+    ConsumerEvent ev = failed("restore failed");
+    ev.rollback_incomplete = true;
+    return ev;
+  });
+  auto states = run.states();
+  ASSERT_EQ(states.size(), 2u);  // preparing, applying (the halt document follows)
+  for (const auto& s : states) EXPECT_EQ(s.at("applied_cid"), "QmOld") << s.at("state");
+  EXPECT_EQ(run.first(Kind::halt).document.at("applied_cid"), "QmOld");
+
+  Trace ok = drive(json::value(record()), params());
+  auto applied = ok.states().back();
+  EXPECT_EQ(applied.at("state"), "applied");
+  EXPECT_EQ(applied.at("cid"), "QmNew");
+  EXPECT_FALSE(applied.contains("applied_cid"));
+}
+
+TEST_F(ConsumerLifecycleTest, NothingAppliedBeforeCarriesNoAppliedCid) {
+  ConsumerParams p = params();
+  p.applied_cid.reset();
+  Trace run = drive(json::value(record()), std::move(p));
+  EXPECT_FALSE(run.states().front().contains("applied_cid"));
+}
+
+// The volumes hold the new snapshot and the history entry records it: a failed applied-state
+// write does not undo the apply; finalisation and the restart go on.
+TEST_F(ConsumerLifecycleTest, AppliedStateWriteFailureKeepsTheApplyAndFinalises) {
+  int state_writes = 0;
+  Trace run = drive(json::value(record()), params(), [&](const ConsumerAction& a) {
+    if (a.kind == Kind::write_state && ++state_writes == 3) return failed("disk full");
+    return happy(a);
+  });
+  EXPECT_EQ(run.kinds(), full_flow);
+  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
+  EXPECT_FALSE(machine_->applied_state_written());
+  EXPECT_TRUE(machine_->history_written());
+}
+
+// Cancellation, table-driven: cancelled while performing `at`, what must follow.
+struct CancelCase {
+  const char* name;
+  Kind at;
+  int occurrence;  // which occurrence of `at` (write_state happens several times)
+  std::vector<Kind> after;
+  ConsumerOutcome outcome;
+};
+
+TEST_F(ConsumerLifecycleTest, CancellationBeforeCommitAbandonsAndRestoresTheContainer) {
+  const std::vector<CancelCase> cases = {
+      {"preparing state", Kind::write_state, 1, {}, ConsumerOutcome::cancelled},
+      {"download", Kind::download, 1, {}, ConsumerOutcome::cancelled},
+      {"scan", Kind::scan, 1, {Kind::discard_staging}, ConsumerOutcome::cancelled},
+      {"stop in flight", Kind::stop_container, 1, {Kind::start_container, Kind::discard_staging},
+       ConsumerOutcome::cancelled},
+      {"applying state", Kind::write_state, 2, {Kind::start_container, Kind::discard_staging},
+       ConsumerOutcome::cancelled},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    int seen = 0;
+    bool cancelled_once = false;
+    std::vector<Kind> after;
+    Trace run = drive(json::value(record()), params(), [&](const ConsumerAction& a) {
+      if (cancelled_once) after.push_back(a.kind);
+      ConsumerEvent ev = happy(a);
+      if (!cancelled_once && a.kind == c.at && ++seen == c.occurrence) {
+        ev.cancelled = true;
+        cancelled_once = true;
+      }
+      return ev;
+    });
+    EXPECT_EQ(after, c.after);
+    EXPECT_EQ(run.count(Kind::commit), 0);
+    EXPECT_EQ(run.count(Kind::quarantine), 0);
+    EXPECT_EQ(machine_->outcome(), c.outcome);
+    EXPECT_TRUE(machine_->restart_safe());
+  }
+}
+
+// The commit is never interrupted; once it ran, finalisation completes so the app restarts on
+// a recorded snapshot with last_apply.json written.
+TEST_F(ConsumerLifecycleTest, CancellationDuringOrAfterCommitFinishesTheApply) {
+  for (Kind at : {Kind::commit, Kind::append_history, Kind::write_last_apply}) {
+    SCOPED_TRACE(std::string(to_string(at)));
+    Trace run = drive(json::value(record()), params(), [&](const ConsumerAction& a) {
+      ConsumerEvent ev = happy(a);
+      if (a.kind == at) ev.cancelled = true;
+      return ev;
+    });
+    EXPECT_EQ(run.kinds(), full_flow);
+    EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
+  }
+}
+
+TEST_F(ConsumerLifecycleTest, CancelledBeforeTheFirstStepDoesNothing) {
+  ConsumerLifecycle m(json::value(record()), params());
+  ConsumerEvent first;
+  first.cancelled = true;
+  EXPECT_EQ(m.resume(first).kind, Kind::done);
+  EXPECT_EQ(m.outcome(), ConsumerOutcome::cancelled);
 }
 
 TEST_F(ConsumerLifecycleTest, ExpiredQuarantineContinuesCountAndFirstSeen) {

@@ -257,3 +257,92 @@ TEST(ProviderLifecycle, RejectionWithParsedBodyOmitsRawBodyAndEchoesPaths) {
 
 }  // namespace
 }  // namespace carsync::core
+
+namespace carsync::core {
+namespace {
+
+// Cancellation, table-driven: cancelled while performing `at`; what the machine must do next.
+// Before the acknowledgement it undoes (container back, archive gone, an unreferenced upload
+// deleted) and answers nothing, so request.json.processing stays for recovery; after it, the
+// bookkeeping completes and the request is answered exactly once.
+struct CancelCase {
+  const char* name;
+  Kind at;
+  std::vector<Kind> after;
+  bool succeeded;
+};
+
+TEST(ProviderLifecycle, CancellationUndoesBeforeTheAckAndFinishesAfterIt) {
+  const std::vector<CancelCase> cases = {
+      {"stop in flight", Kind::stop_container, {Kind::start_container}, false},
+      {"archive build", Kind::build_archive, {Kind::start_container, Kind::remove_archive}, false},
+      {"restart after build", Kind::start_container, {Kind::remove_archive}, false},
+      {"upload", Kind::upload, {Kind::remove_archive}, false},
+      {"archive removal", Kind::remove_archive, {Kind::remove_archive, Kind::delete_upload}, false},
+      {"publish in flight", Kind::publish, {}, false},
+      {"history after ack", Kind::append_history,
+       {Kind::write_response, Kind::remove_invalid, Kind::discard_processing, Kind::retire_previous}, true},
+      {"response after ack", Kind::write_response,
+       {Kind::remove_invalid, Kind::discard_processing, Kind::retire_previous}, true},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    ProviderLifecycle m(offline_request(), params(true));
+    bool cancelled = false;
+    std::vector<Kind> after;
+    drive(m, [&](const ProviderAction& a) {
+      if (cancelled) after.push_back(a.kind);
+      ProviderEvent ev = happy(a);
+      if (!cancelled && a.kind == c.at) ev.cancelled = cancelled = true;
+      return ev;
+    });
+    EXPECT_EQ(after, c.after);
+    EXPECT_EQ(m.succeeded(), c.succeeded);
+    EXPECT_EQ(m.cancelled(), !c.succeeded);
+    EXPECT_TRUE(m.finished());
+  }
+}
+
+TEST(ProviderLifecycle, CancelledUploadOfNoContainerDeletesWhatWasUploaded) {
+  ProviderLifecycle m(offline_request(), params(false));
+  std::vector<Kind> after;
+  std::string deleted;
+  bool cancelled = false;
+  drive(m, [&](const ProviderAction& a) {
+    if (cancelled) after.push_back(a.kind);
+    if (a.kind == Kind::delete_upload) deleted = a.cid;
+    ProviderEvent ev = happy(a);
+    if (a.kind == Kind::remove_archive && !cancelled) ev.cancelled = cancelled = true;
+    return ev;
+  });
+  EXPECT_EQ(after, (std::vector<Kind>{Kind::remove_archive, Kind::delete_upload}));
+  EXPECT_EQ(deleted, "bafkcid1");
+  EXPECT_TRUE(m.cancelled());
+}
+
+// A publish through the API has no control files: nothing is written to or removed from the
+// control directory, on success or failure.
+TEST(ProviderLifecycle, ApiPublishNeverTouchesControlFiles) {
+  auto touches_control = [](Kind k) {
+    return k == Kind::write_response || k == Kind::remove_invalid || k == Kind::report_failure ||
+           k == Kind::discard_processing;
+  };
+  ProviderParams p = params(true);
+  p.answer_by_files = false;
+  ProviderLifecycle ok_m(offline_request(), p);
+  auto kinds = drive(ok_m, happy);
+  EXPECT_TRUE(ok_m.succeeded());
+  EXPECT_EQ(std::count_if(kinds.begin(), kinds.end(), touches_control), 0);
+  EXPECT_EQ(kinds.back(), Kind::retire_previous);
+
+  ProviderLifecycle bad(offline_request(), p);
+  kinds = drive(bad, [](const ProviderAction& a) {
+    return a.kind == Kind::upload ? failed("r1fs down") : happy(a);
+  });
+  EXPECT_FALSE(bad.succeeded());
+  EXPECT_EQ(bad.failed_stage(), ProviderStage::r1fs_upload);
+  EXPECT_EQ(std::count_if(kinds.begin(), kinds.end(), touches_control), 0);
+}
+
+}  // namespace
+}  // namespace carsync::core
