@@ -34,6 +34,10 @@ struct SyncConfig {
   std::optional<double> initial_sync_timeout;  // seconds; 0 = forever; absent = no gate
   // Non-fatal notes from parsing (unknown SYNC keys, fallbacks), logged at start-up and reload.
   std::vector<std::string> warnings;
+  // What the file said, so a disabled instance can tell "no SYNC block" from "SYNC.ENABLED
+  // is absent" from "SYNC.ENABLED is false" (core::disabled_reason).
+  bool block_given = false;    // SYNC was an object
+  bool enabled_given = false;  // ... with an ENABLED key (any value)
   friend bool operator==(const SyncConfig&, const SyncConfig&) = default;
 };
 
@@ -111,8 +115,9 @@ struct NodeConfig {
   std::vector<InstanceConfig> instances;
 };
 
-// A configuration file that cannot be used at all. Per-instance problems do not throw:
-// they land in InstanceConfig::error.
+// A configuration that cannot be used at all: bad JSON, a bad node-level value, an unknown
+// key anywhere but inside SYNC, an instance without a valid id. A bad instance-level value
+// does not throw: it lands in InstanceConfig::error and only that instance stays disabled.
 class ConfigError : public std::runtime_error {
  public:
   explicit ConfigError(const std::string& what, std::string field = {})
@@ -128,9 +133,10 @@ class ConfigError : public std::runtime_error {
 // closest known one; unknown SYNC keys (the reference tolerates them) become warnings.
 NodeConfig parse_node_config(std::string_view json_text);
 // One instance object as it appears in "instances" (the supervisor API's and the control
-// API's input). Instance-level problems land in InstanceConfig::error / error_field, as in a
-// file; only an object without a usable "id" throws ConfigError. `defaults` supplies the
-// node-wide system_volume_image.
+// API's input), by the same rules as in a file: bad values land in InstanceConfig::error /
+// error_field; invalid JSON, a non-object (field ""), an unknown key (field = its path in
+// the object, "volumse") or a missing or invalid "id" (field "id") throw ConfigError.
+// `defaults` supplies the node-wide system_volume_image.
 InstanceConfig parse_instance_config(std::string_view json_text, const NodeConfig& defaults);
 NodeConfig load_node_config(const std::filesystem::path& file);
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <string_view>
+#include <vector>
 
 namespace carsync {
 
@@ -91,15 +92,40 @@ double clamp_interval(const json::value* v, double floor, double fallback) {
 // Bounded so that a huge value cannot flood the log.
 std::string shown(const json::value& v) { return first_code_points(to_canonical_json(v), 80); }
 
+// Every key this parser reads; anything else in a SYNC block is reported and ignored.
+constexpr std::string_view known_sync_keys[] = {
+    "ENABLED", "KEY", "TYPE", "POLL_INTERVAL", "HSYNC_POLL_INTERVAL", "ALLOW_ONLINE_PROVIDER_CAPTURE",
+    "CONSUMER_APPLY_MODE", "ARCHIVE_FORMAT", "COMPRESSION_LEVEL", "APPLY_SEMANTICS", "INITIAL_SYNC_TIMEOUT"};
+
+// "SYNC.<key>: unknown key ignored (did you mean <known>?)". disabled_reason() reads these
+// back to explain an absent ENABLED, so the pieces are named once, here.
+constexpr std::string_view sync_prefix = "SYNC.";
+constexpr std::string_view unknown_note = ": unknown key ignored";
+constexpr std::string_view did_you_mean = " (did you mean ";
+
+std::string unknown_key_warning(std::string_view key) {
+  // Capped: the key is only echoed, and a huge one must not flood the log.
+  std::string w = std::string(sync_prefix) + first_code_points(key, 80) + std::string(unknown_note);
+  if (const auto near = closest_key(key, known_sync_keys)) w += std::string(did_you_mean) + std::string(*near) + "?)";
+  return w;
+}
+
+// A SYNC problem that disables the instance: the message and the key it is about.
+struct SyncProblem {
+  std::string message;
+  std::string field;
+};
+
 // The carsync-only keys; only consulted once the block is enabled with a valid KEY/TYPE.
-std::optional<std::string> parse_carsync_keys(const json::object& block, SyncConfig& cfg) {
+std::optional<SyncProblem> parse_carsync_keys(const json::object& block, SyncConfig& cfg) {
   if (const auto* v = given(block, "ARCHIVE_FORMAT")) {
     if (v->is_string() && v->get_string() == "tar.gz") {
       cfg.archive_format = ArchiveFormat::tar_gz;
     } else if (v->is_string() && v->get_string() == "tar.zst") {
       cfg.archive_format = ArchiveFormat::tar_zst;
     } else {
-      return "SYNC.ARCHIVE_FORMAT must be \"tar.gz\" or \"tar.zst\", got " + shown(*v);
+      return SyncProblem{"SYNC.ARCHIVE_FORMAT must be \"tar.gz\" or \"tar.zst\", got " + shown(*v),
+                         "SYNC.ARCHIVE_FORMAT"};
     }
   }
 
@@ -109,8 +135,9 @@ std::optional<std::string> parse_carsync_keys(const json::object& block, SyncCon
   if (const auto* v = given(block, "COMPRESSION_LEVEL")) {
     const auto level = as_integer(*v);
     if (!level || *level < 1 || *level > max_level) {
-      return "SYNC.COMPRESSION_LEVEL must be an integer from 1 to " + std::to_string(max_level) + " for " +
-             std::string(to_string(cfg.archive_format)) + ", got " + shown(*v);
+      return SyncProblem{"SYNC.COMPRESSION_LEVEL must be an integer from 1 to " + std::to_string(max_level) +
+                             " for " + std::string(to_string(cfg.archive_format)) + ", got " + shown(*v),
+                         "SYNC.COMPRESSION_LEVEL"};
     }
     cfg.compression_level = static_cast<int>(*level);
   }
@@ -121,7 +148,8 @@ std::optional<std::string> parse_carsync_keys(const json::object& block, SyncCon
     } else if (v->is_string() && v->get_string() == "mirror") {
       cfg.apply_semantics = ApplySemantics::mirror;
     } else {
-      return "SYNC.APPLY_SEMANTICS must be \"overlay\" or \"mirror\", got " + shown(*v);
+      return SyncProblem{"SYNC.APPLY_SEMANTICS must be \"overlay\" or \"mirror\", got " + shown(*v),
+                         "SYNC.APPLY_SEMANTICS"};
     }
   }
 
@@ -129,7 +157,8 @@ std::optional<std::string> parse_carsync_keys(const json::object& block, SyncCon
     const bool is_number = v->is_number();
     const double d = is_number ? v->to_number<double>() : 0;
     if (!is_number || !std::isfinite(d) || d < 0)
-      return "SYNC.INITIAL_SYNC_TIMEOUT must be a number of seconds >= 0, got " + shown(*v);
+      return SyncProblem{"SYNC.INITIAL_SYNC_TIMEOUT must be a number of seconds >= 0, got " + shown(*v),
+                         "SYNC.INITIAL_SYNC_TIMEOUT"};
     cfg.initial_sync_timeout = d;
   }
   return std::nullopt;
@@ -156,8 +185,18 @@ std::optional<bool> parse_flag(const boost::json::value* v) {
 ParsedSync parse_sync_config(const boost::json::value* sync_block) {
   ParsedSync out;
   SyncConfig& cfg = out.config;
+  if (sync_block && !sync_block->is_null() && !sync_block->is_object())
+    cfg.warnings.push_back("SYNC: " + shown(*sync_block) + " is not an object; sync stays disabled");
   if (!sync_block || !sync_block->is_object()) return out;
   const json::object& block = sync_block->get_object();
+  cfg.block_given = true;
+  cfg.enabled_given = block.contains("ENABLED");
+
+  // Before anything else: a near-miss (ENABLE) is the likely reason the block is disabled.
+  for (const auto& kv : block) {
+    if (std::find(std::begin(known_sync_keys), std::end(known_sync_keys), kv.key()) == std::end(known_sync_keys))
+      cfg.warnings.push_back(unknown_key_warning(kv.key()));
+  }
 
   // A present flag we cannot read is off; the warning tells the operator why.
   const auto flag = [&](std::string_view key) {
@@ -195,13 +234,14 @@ ParsedSync parse_sync_config(const boost::json::value* sync_block) {
   if (key && key->is_string()) cfg.key = std::string(key->get_string());
   if (!cfg.enabled) return out;
 
-  const auto disable = [&](std::string reason) {
+  const auto disable = [&](SyncProblem problem) {
     cfg.enabled = false;
     cfg.role = Role::none;
-    out.error = std::move(reason);
+    out.error = std::move(problem.message);
+    out.error_field = std::move(problem.field);
     return out;
   };
-  if (cfg.key.empty()) return disable("SYNC.KEY must be a non-empty string");
+  if (cfg.key.empty()) return disable({"SYNC.KEY must be a non-empty string", "SYNC.KEY"});
 
   const json::value* type = block.if_contains("TYPE");
   if (type && type->is_string() && type->get_string() == "provider") {
@@ -209,12 +249,90 @@ ParsedSync parse_sync_config(const boost::json::value* sync_block) {
   } else if (type && type->is_string() && type->get_string() == "consumer") {
     cfg.role = Role::consumer;
   } else {
-    return disable("SYNC.TYPE must be \"provider\" or \"consumer\", got " +
-                   (type ? shown(*type) : std::string("nothing")));
+    return disable({"SYNC.TYPE must be \"provider\" or \"consumer\", got " +
+                        (type ? shown(*type) : std::string("nothing")),
+                    "SYNC.TYPE"});
   }
 
-  if (auto err = parse_carsync_keys(block, cfg)) return disable(std::move(*err));
+  if (auto problem = parse_carsync_keys(block, cfg)) return disable(std::move(*problem));
   return out;
+}
+
+std::string disabled_reason(const InstanceConfig& inst) {
+  if (inst.error) return *inst.error;
+  const SyncConfig& sync = inst.sync;
+  if (sync.enabled) return "";
+
+  // The reason, followed by the warnings that explain it (an unreadable value, a near-miss).
+  const auto with_notes = [&](std::string reason, auto&& explains) {
+    std::vector<std::string> notes;
+    for (const auto& w : sync.warnings)
+      if (auto note = explains(std::string_view(w))) notes.push_back(std::move(*note));
+    for (std::size_t i = 0; i < notes.size(); ++i) reason += (i == 0 ? " (" : "; ") + notes[i];
+    return notes.empty() ? reason : reason + ")";
+  };
+  const auto starting_with = [](std::string_view prefix) {
+    return [prefix](std::string_view w) -> std::optional<std::string> {
+      if (!w.starts_with(prefix)) return std::nullopt;
+      return std::string(w);
+    };
+  };
+
+  if (!sync.block_given) return with_notes("no SYNC block", starting_with("SYNC: "));
+  if (sync.enabled_given) return with_notes("SYNC.ENABLED is false", starting_with("SYNC.ENABLED: "));
+  // "SYNC.ENABLE: unknown key ignored (did you mean ENABLED?)" -> "SYNC.ENABLE was given: did you mean ENABLED?"
+  const std::string near_miss = std::string(unknown_note) + std::string(did_you_mean) + "ENABLED?)";
+  return with_notes("SYNC.ENABLED is absent", [&](std::string_view w) -> std::optional<std::string> {
+    if (!w.starts_with(sync_prefix) || !w.ends_with(near_miss)) return std::nullopt;
+    w.remove_suffix(near_miss.size());
+    return std::string(w) + " was given: did you mean ENABLED?";
+  });
+}
+
+std::size_t key_distance(std::string_view a, std::string_view b) {
+  const auto same = [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+  };
+  // Three rows of the classic table: the one before the previous serves transpositions.
+  std::vector<std::size_t> before(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (same(a[i - 1], b[j - 1]) ? 0 : 1)});
+      if (i > 1 && j > 1 && same(a[i - 1], b[j - 2]) && same(a[i - 2], b[j - 1]))
+        cur[j] = std::min(cur[j], before[j - 2] + 1);
+    }
+    std::swap(before, prev);
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::optional<std::string_view> closest_key(std::string_view key, std::span<const std::string_view> known) {
+  std::optional<std::string_view> best;
+  std::size_t best_distance = 0;
+  for (std::string_view candidate : known) {
+    // A third of the length: one slip in "KEY", two in "volumes", three at most anywhere.
+    const std::size_t limit = std::clamp<std::size_t>(candidate.size() / 3, 1, 3);
+    const std::size_t gap = std::max(key.size(), candidate.size()) - std::min(key.size(), candidate.size());
+    if (gap > limit) continue;  // cannot be close; also keeps a huge key from costing anything
+    const std::size_t d = key_distance(key, candidate);
+    if (d <= limit && (!best || d < best_distance)) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+bool valid_instance_id(std::string_view id) {
+  if (id.empty() || id.size() > 128 || id.front() == '.') return false;
+  // ASCII ranges, not isalnum(): the answer must not depend on the process locale.
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
+  });
 }
 
 }  // namespace carsync::core

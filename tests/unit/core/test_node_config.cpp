@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace carsync {
 namespace {
@@ -22,14 +25,16 @@ constexpr std::string_view good_file = R"({
   "legacy_volumes_root": "/legacy/",
   "limits": {"archive_workers": 3, "io_workers": 4, "uring_queue_depth": 32, "read_block_size": 65536,
              "rescan_interval_s": 5, "step_timeout_s": 120, "store_timeout_s": 15, "shutdown_grace_s": 3,
-             "file_engine": "portable"},
-  "unknown_top_level": {"ignored": true},
+             "cleanup_timeout_s": 7, "file_engine": "portable"},
+  "control_socket": "/run/carsync-test.sock",
+  "system_volume_image": {"dir": "/var/lib/carsync-test/images", "size_mib": 12},
   "instances": [
     {"id": "app-a", "container": "app-a-ctr", "system_volume": "/srv/a/r1en_system",
      "volumes": {"/srv/a/zeta": {"bind": "/z", "mode": "ro"}, "/srv/a/alpha": {"bind": "/a"},
                  "/srv/a/mid": {"bind": "/m"}},
      "SYNC": {"ENABLED": true, "KEY": "k1", "TYPE": "provider", "ARCHIVE_FORMAT": "tar.zst"}},
-    {"id": "app-b", "container": null, "system_volume": "/srv/b/r1en_system"}
+    {"id": "app-b", "container": null, "system_volume": "/srv/b/r1en_system",
+     "system_volume_image": {"dir": "/srv/b/images"}}
   ]
 })";
 
@@ -51,7 +56,11 @@ TEST(NodeConfig, GoodFileParsesEveryField) {
   EXPECT_EQ(cfg.limits.step_timeout, std::chrono::seconds(120));
   EXPECT_EQ(cfg.limits.store_timeout, std::chrono::seconds(15));
   EXPECT_EQ(cfg.limits.shutdown_grace, std::chrono::seconds(3));
+  EXPECT_EQ(cfg.limits.cleanup_timeout, std::chrono::seconds(7));
   EXPECT_EQ(cfg.limits.file_engine, "portable");
+  EXPECT_EQ(cfg.control_socket, "/run/carsync-test.sock");
+  const SystemVolumeImage node_image{.image_dir = "/var/lib/carsync-test/images", .size_bytes = 12u << 20};
+  EXPECT_EQ(cfg.system_volume_image, node_image);
 
   ASSERT_EQ(cfg.instances.size(), 2u);
   const InstanceConfig& a = cfg.instances[0];
@@ -63,12 +72,15 @@ TEST(NodeConfig, GoodFileParsesEveryField) {
   EXPECT_EQ(a.sync.role, Role::provider);
   EXPECT_EQ(a.sync.key, "k1");
   EXPECT_EQ(a.sync.archive_format, ArchiveFormat::tar_zst);
+  EXPECT_EQ(a.system_volume_image, node_image) << "an instance without its own takes the node's";
 
   const InstanceConfig& b = cfg.instances[1];
   EXPECT_EQ(b.container, std::nullopt);
   EXPECT_TRUE(b.volumes.empty());
   EXPECT_FALSE(b.sync.enabled);
   EXPECT_FALSE(b.error);
+  const SystemVolumeImage own{.image_dir = "/srv/b/images", .size_bytes = 10u << 20};
+  EXPECT_EQ(b.system_volume_image, own) << "its own, with the default size";
 }
 
 TEST(NodeConfig, VolumesKeepFileOrder) {
@@ -89,6 +101,9 @@ TEST(NodeConfig, MinimalFileUsesDefaults) {
   EXPECT_EQ(cfg.volume_roots, std::nullopt);
   EXPECT_EQ(cfg.legacy_volumes_root, NodeConfig{}.legacy_volumes_root);
   EXPECT_EQ(cfg.limits.archive_workers, RuntimeLimits{}.archive_workers);
+  EXPECT_EQ(cfg.limits.cleanup_timeout, std::chrono::seconds(20));
+  EXPECT_EQ(cfg.control_socket, "/run/carsync.sock");
+  EXPECT_EQ(cfg.system_volume_image, std::nullopt);
   EXPECT_TRUE(cfg.instances.empty());
 
   std::array<char, 256> host{};
@@ -96,34 +111,160 @@ TEST(NodeConfig, MinimalFileUsesDefaults) {
   EXPECT_EQ(cfg.node_id, host.data());
 }
 
-void expect_config_error(std::string_view text, std::string_view fragment) {
+// The message contains `fragment`; when `field` is given, ConfigError::field() is exactly it.
+void expect_config_error(std::string_view text, std::string_view fragment,
+                         std::optional<std::string_view> field = std::nullopt) {
   try {
     parse_node_config(text);
     ADD_FAILURE() << "accepted: " << text;
   } catch (const ConfigError& e) {
     EXPECT_THAT(e.what(), HasSubstr(std::string(fragment))) << text;
+    if (field) {
+      EXPECT_EQ(e.field(), *field) << text;
+    }
   }
 }
 
-TEST(NodeConfig, BadFilesThrowWithTheReason) {
-  expect_config_error("{not json", "not valid JSON");
-  expect_config_error("[]", "must be a JSON object");
-  expect_config_error("{}", "data_dir");
-  expect_config_error(R"({"data_dir": 5})", "data_dir");
-  expect_config_error(R"({"data_dir": "/d", "instances": {}})", "instances must be an array");
-  expect_config_error(R"({"data_dir": "/d", "backend": {"kind": "s3"}})", "backend.kind");
-  expect_config_error(R"({"data_dir": "/d", "limits": {"io_workers": 0}})", "limits.io_workers");
-  expect_config_error(R"({"data_dir": "/d", "limits": {"archive_workers": "2"}})", "limits.archive_workers");
-  expect_config_error(R"({"data_dir": "/d", "limits": {"step_timeout_s": -1}})", "limits.step_timeout_s");
-  expect_config_error(R"({"data_dir": "/d", "limits": {"file_engine": "aio"}})", "limits.file_engine");
-  expect_config_error(R"({"data_dir": "/d", "limits": []})", "limits must be an object");
-  expect_config_error(R"({"data_dir": "/d", "volume_roots": ["relative"]})", "volume_roots");
-  expect_config_error(R"({"data_dir": "/d", "instances": [{"system_volume": "/s"}]})", "instances[0].id");
-  expect_config_error(R"({"data_dir": "/d", "instances": [{"id": ""}]})", "instances[0].id");
-  expect_config_error(R"({"data_dir": "/d", "instances": [5]})", "instances[0]");
+TEST(NodeConfig, BadFilesThrowWithTheReasonAndField) {
+  expect_config_error("{not json", "not valid JSON", "");
+  expect_config_error("[]", "must be a JSON object", "");
+  expect_config_error("{}", "data_dir", "data_dir");
+  expect_config_error(R"({"data_dir": 5})", "data_dir", "data_dir");
+  expect_config_error(R"({"data_dir": "/d", "node_id": 7})", "node_id must be a string", "node_id");
+  expect_config_error(R"({"data_dir": "/d", "instances": {}})", "instances must be an array", "instances");
+  expect_config_error(R"({"data_dir": "/d", "backend": {"kind": "s3"}})", "backend.kind", "backend.kind");
+  expect_config_error(R"({"data_dir": "/d", "backend": "local"})", "backend must be an object", "backend");
+  expect_config_error(R"({"data_dir": "/d", "limits": {"io_workers": 0}})", "limits.io_workers", "limits.io_workers");
+  expect_config_error(R"({"data_dir": "/d", "limits": {"archive_workers": "2"}})", "limits.archive_workers",
+                      "limits.archive_workers");
+  expect_config_error(R"({"data_dir": "/d", "limits": {"step_timeout_s": -1}})", "limits.step_timeout_s",
+                      "limits.step_timeout_s");
+  expect_config_error(R"({"data_dir": "/d", "limits": {"file_engine": "aio"}})", "limits.file_engine",
+                      "limits.file_engine");
+  expect_config_error(R"({"data_dir": "/d", "limits": []})", "limits must be an object", "limits");
+  expect_config_error(R"({"data_dir": "/d", "volume_roots": ["/ok", "relative"]})", "volume_roots",
+                      "volume_roots[1]");
+  expect_config_error(R"({"data_dir": "/d", "instances": [{"system_volume": "/s"}]})", "instances[0].id",
+                      "instances[0].id");
+  expect_config_error(R"({"data_dir": "/d", "instances": [{"id": ""}]})", "instances[0].id", "instances[0].id");
+  expect_config_error(R"({"data_dir": "/d", "instances": [5]})", "instances[0]", "instances[0]");
   expect_config_error(R"({"data_dir": "/d", "instances": [{"id": "a", "system_volume": "/s"},
                                                            {"id": "a", "system_volume": "/t"}]})",
-                      "duplicate instance id \"a\"");
+                      "duplicate instance id \"a\"", "instances[1].id");
+}
+
+// Issue: a misspelt key silently fell back to its default. Now it stops start-up, naming the
+// key, where it is and the key that was probably meant.
+TEST(NodeConfig, UnknownKeyAtEveryLevelThrowsWithSuggestionAndField) {
+  expect_config_error(R"({"data_dir": "/d", "limit": {}})",
+                      R"(unknown key "limit" in the configuration (did you mean "limits"?))", "limit");
+  expect_config_error(R"({"data_dir": "/d", "Data_Dir": "/e"})",
+                      R"(unknown key "Data_Dir" in the configuration (did you mean "data_dir"?))", "Data_Dir");
+  expect_config_error(R"({"data_dir": "/d", "limits": {"io_worker": 2}})",
+                      R"(unknown key "io_worker" in limits (did you mean "io_workers"?))", "limits.io_worker");
+  expect_config_error(R"({"data_dir": "/d", "backend": {"knid": "local"}})",
+                      R"(unknown key "knid" in backend (did you mean "kind"?))", "backend.knid");
+  expect_config_error(R"({"data_dir": "/d", "system_volume_image": {"dir": "/i", "sizemib": 5}})",
+                      R"(unknown key "sizemib" in system_volume_image (did you mean "size_mib"?))",
+                      "system_volume_image.sizemib");
+  expect_config_error(R"({"data_dir": "/d", "instances": [{"id": "a", "system_volume": "/s", "volumse": {}}]})",
+                      R"(unknown key "volumse" in instances[0] (did you mean "volumes"?))", "instances[0].volumse");
+  expect_config_error(R"({"data_dir": "/d", "instances": [{"id": "a", "system_volume": "/s"},
+                                                           {"id": "b", "system_volume": "/s", "contianer": "c"}]})",
+                      R"(unknown key "contianer" in instances[1] (did you mean "container"?))",
+                      "instances[1].contianer");
+  expect_config_error(R"({"data_dir": "/d", "instances": [{"id": "a", "system_volume": "/s", "sync": {}}]})",
+                      R"((did you mean "SYNC"?))", "instances[0].sync");
+  expect_config_error(
+      R"({"data_dir": "/d", "instances": [{"id": "a", "system_volume": "/s", "system_volume_image": {"dri": "/i"}}]})",
+      R"(unknown key "dri" in instances[0].system_volume_image (did you mean "dir"?))",
+      "instances[0].system_volume_image.dri");
+  expect_config_error(
+      R"({"data_dir": "/d", "instances": [{"id": "a", "system_volume": "/s", "volumes": {"/x": {"bnd": "/b"}}}]})",
+      R"(unknown key "bnd" in instances[0].volumes["/x"] (did you mean "bind"?))",
+      R"(instances[0].volumes["/x"].bnd)");
+}
+
+TEST(NodeConfig, UnknownKeyWithNothingCloseHasNoSuggestion) {
+  try {
+    parse_node_config(R"({"data_dir": "/d", "unknown_top_level": {"ignored": true}})");
+    ADD_FAILURE() << "accepted an unknown key";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), R"(unknown key "unknown_top_level" in the configuration)");
+    EXPECT_EQ(e.field(), "unknown_top_level");
+  }
+}
+
+// Unknown instance keys stop start-up even where a bad value would only disable the instance.
+TEST(NodeConfig, UnknownInstanceKeyThrowsEvenNextToABadValue) {
+  expect_config_error(R"({"data_dir": "/d", "instances": [{"id": "a", "system_volume": 5, "SYNK": {}}]})",
+                      R"(unknown key "SYNK")", "instances[0].SYNK");
+  expect_config_error(R"({"data_dir": "/d", "instances": [{"id": "a", "system_volume": "/s",
+                          "volumes": {"relative": {"bind": "/b", "mdoe": "ro"}}}]})",
+                      R"((did you mean "mode"?))", R"(instances[0].volumes["relative"].mdoe)");
+  // "ID" is reported as a near-miss, not as a missing id.
+  expect_config_error(R"({"data_dir": "/d", "instances": [{"ID": "a", "system_volume": "/s"}]})",
+                      R"(unknown key "ID" in instances[0] (did you mean "id"?))", "instances[0].ID");
+}
+
+// The rule src/runtime/node.cpp applied after parsing, now enforced by the parser itself.
+TEST(NodeConfig, InvalidInstanceIdThrows) {
+  const std::vector<std::string> bad_ids{"../x", ".hidden", "a/b", "a b", "caf\u00e9", std::string(129, 'x')};
+  for (const std::string& id : bad_ids) {
+    const std::string text = R"({"data_dir": "/d", "instances": [{"id": ")" + id + R"(", "system_volume": "/s"}]})";
+    expect_config_error(text, "instances[0].id must be 1-128 of [A-Za-z0-9._-]", "instances[0].id");
+  }
+  for (const std::string& id : std::vector<std::string>{"a", "A-z_0.9", "x.", std::string(128, 'x')}) {
+    const std::string text = R"({"data_dir": "/d", "instances": [{"id": ")" + id + R"(", "system_volume": "/s"}]})";
+    EXPECT_EQ(parse_node_config(text).instances.at(0).id, id);
+  }
+}
+
+TEST(NodeConfig, ControlSocketMustBeAnAbsolutePathThatFitsASocketAddress) {
+  expect_config_error(R"({"data_dir": "/d", "control_socket": "carsync.sock"})", "control_socket must be",
+                      "control_socket");
+  expect_config_error(R"({"data_dir": "/d", "control_socket": 5})", "control_socket", "control_socket");
+  const std::string too_long = "/" + std::string(107, 's');  // 108 bytes + NUL do not fit sun_path
+  expect_config_error(R"({"data_dir": "/d", "control_socket": ")" + too_long + R"("})", "control_socket must be",
+                      "control_socket");
+  const std::string longest = "/" + std::string(106, 's');
+  EXPECT_EQ(parse_node_config(R"({"data_dir": "/d", "control_socket": ")" + longest + R"("})").control_socket, longest);
+}
+
+TEST(NodeConfig, CleanupTimeoutBounds) {
+  EXPECT_EQ(parse_node_config(R"({"data_dir": "/d", "limits": {"cleanup_timeout_s": 1}})").limits.cleanup_timeout,
+            std::chrono::seconds(1));
+  EXPECT_EQ(parse_node_config(R"({"data_dir": "/d", "limits": {"cleanup_timeout_s": 3600}})").limits.cleanup_timeout,
+            std::chrono::seconds(3600));
+  for (auto bad : {"0", "3601", "\"20\"", "2.5", "-1"}) {
+    expect_config_error(std::string(R"({"data_dir": "/d", "limits": {"cleanup_timeout_s": )") + bad + "}}",
+                        "limits.cleanup_timeout_s", "limits.cleanup_timeout_s");
+  }
+}
+
+TEST(NodeConfig, SystemVolumeImageSizeAndDirBounds) {
+  const auto node_image = [](std::string_view image) {
+    return parse_node_config(R"({"data_dir": "/d", "system_volume_image": )" + std::string(image) + "}")
+        .system_volume_image;
+  };
+  EXPECT_EQ(node_image(R"({"dir": "/i"})"), (SystemVolumeImage{.image_dir = "/i", .size_bytes = 10u << 20}));
+  EXPECT_EQ(node_image(R"({"dir": "/i", "size_mib": 1})"),
+            (SystemVolumeImage{.image_dir = "/i", .size_bytes = 1u << 20}));
+  EXPECT_EQ(node_image(R"({"dir": "/i", "size_mib": 1024})"),
+            (SystemVolumeImage{.image_dir = "/i", .size_bytes = 1024u << 20}));
+  EXPECT_EQ(node_image("null"), std::nullopt);
+
+  const auto bad = [](std::string_view image, std::string_view field) {
+    expect_config_error(R"({"data_dir": "/d", "system_volume_image": )" + std::string(image) + "}", field, field);
+  };
+  bad(R"({"dir": "/i", "size_mib": 0})", "system_volume_image.size_mib");
+  bad(R"({"dir": "/i", "size_mib": 1025})", "system_volume_image.size_mib");
+  bad(R"({"dir": "/i", "size_mib": 1.5})", "system_volume_image.size_mib");
+  bad(R"({"dir": "/i", "size_mib": "10"})", "system_volume_image.size_mib");
+  bad(R"({"size_mib": 10})", "system_volume_image.dir");
+  bad(R"({"dir": "images"})", "system_volume_image.dir");
+  bad(R"({"dir": ""})", "system_volume_image.dir");
+  bad(R"("/i")", "system_volume_image");
 }
 
 // One broken instance is reported by name; its neighbours still parse.
@@ -133,13 +274,15 @@ NodeConfig with_instance(std::string_view broken) {
        "SYNC": {"ENABLED": true, "KEY": "k", "TYPE": "consumer"}}]})");
 }
 
-void expect_instance_error(std::string_view broken, std::string_view fragment) {
+// The broken instance's error contains `fragment` and error_field is exactly `field`.
+void expect_instance_error(std::string_view broken, std::string_view fragment, std::string_view field) {
   const NodeConfig cfg = with_instance(broken);
   ASSERT_EQ(cfg.instances.size(), 2u);
   const InstanceConfig& bad = cfg.instances[0];
   ASSERT_TRUE(bad.error) << broken;
   EXPECT_THAT(*bad.error, HasSubstr("instance \"app-a\": "));
   EXPECT_THAT(*bad.error, HasSubstr(std::string(fragment)));
+  EXPECT_EQ(bad.error_field, field) << broken;
   EXPECT_FALSE(bad.sync.enabled);
 
   const InstanceConfig& ok = cfg.instances[1];
@@ -150,24 +293,53 @@ void expect_instance_error(std::string_view broken, std::string_view fragment) {
 }
 
 TEST(NodeConfig, BadInstanceNamesTheFieldWhileOthersParse) {
-  expect_instance_error(R"({"id": "app-a"})", "system_volume");
-  expect_instance_error(R"({"id": "app-a", "system_volume": "relative"})", "system_volume");
-  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "container": 5})", "container");
-  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "volumes": []})", "volumes");
+  expect_instance_error(R"({"id": "app-a"})", "system_volume", "system_volume");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "relative"})", "system_volume", "system_volume");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "container": 5})", "container", "container");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "container": ""})", "container", "container");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "volumes": []})", "volumes", "volumes");
   expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "volumes": {"/h": "/bind"}})",
-                        R"(volumes["/h"])");
+                        R"(volumes["/h"])", R"(volumes["/h"])");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "volumes": {"rel": {"bind": "/b"}}})",
+                        "host root must be an absolute path", R"(volumes["rel"])");
   expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "volumes": {"/h": {"bind": 5}}})",
-                        R"(volumes["/h"].bind)");
+                        R"(volumes["/h"].bind)", R"(volumes["/h"].bind)");
   expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "volumes": {"/h": {"mode": "rw"}}})",
-                        R"(volumes["/h"].bind)");
+                        R"(volumes["/h"].bind)", R"(volumes["/h"].bind)");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "volumes": {"/h": {"bind": "/b", "mode": 1}}})",
+                        R"(volumes["/h"].mode)", R"(volumes["/h"].mode)");
   expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "SYNC": {"ENABLED": true, "TYPE": "provider"}})",
-                        "SYNC.KEY must be a non-empty string");
+                        "SYNC.KEY must be a non-empty string", "SYNC.KEY");
   expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "SYNC": {"ENABLED": true, "KEY": "k"}})",
-                        "SYNC.TYPE");
+                        "SYNC.TYPE", "SYNC.TYPE");
   expect_instance_error(
       R"({"id": "app-a", "system_volume": "/s", "SYNC": {"ENABLED": 1, "KEY": "k", "TYPE": "provider",
           "COMPRESSION_LEVEL": 42}})",
-      "SYNC.COMPRESSION_LEVEL");
+      "SYNC.COMPRESSION_LEVEL", "SYNC.COMPRESSION_LEVEL");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "system_volume_image": {"size_mib": 5}})",
+                        "system_volume_image.dir must be an absolute path", "system_volume_image.dir");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "/s",
+                            "system_volume_image": {"dir": "/i", "size_mib": 0}})",
+                        "system_volume_image.size_mib must be an integer from 1 to 1024, got 0",
+                        "system_volume_image.size_mib");
+  expect_instance_error(R"({"id": "app-a", "system_volume": "/s", "system_volume_image": []})",
+                        "system_volume_image must be an object", "system_volume_image");
+}
+
+TEST(NodeConfig, ValidInstanceHasNoErrorField) {
+  const NodeConfig cfg = with_instance(R"({"id": "app-a", "system_volume": "/s"})");
+  EXPECT_FALSE(cfg.instances.at(0).error);
+  EXPECT_EQ(cfg.instances.at(0).error_field, "");
+}
+
+// Unknown SYNC keys are the reference's business (it ignores them): kept out, warned about.
+TEST(NodeConfig, UnknownSyncKeyIsAWarningNotAnError) {
+  const NodeConfig cfg = with_instance(
+      R"({"id": "app-a", "system_volume": "/s", "SYNC": {"ENABLE": true, "KEY": "k", "TYPE": "provider"}})");
+  const InstanceConfig& a = cfg.instances.at(0);
+  EXPECT_FALSE(a.error);
+  EXPECT_FALSE(a.sync.enabled);
+  EXPECT_THAT(a.sync.warnings, ::testing::ElementsAre("SYNC.ENABLE: unknown key ignored (did you mean ENABLED?)"));
 }
 
 TEST(NodeConfig, SyncWarningsReachTheInstance) {
@@ -193,6 +365,83 @@ TEST(NodeConfig, LoadFromFile) {
     EXPECT_THAT(e.what(), HasSubstr("broken.json"));
   }
   EXPECT_THROW(load_node_config(dir / "missing.json"), ConfigError);
+
+  // The file name is added to the message; the field survives.
+  test::write_file(dir / "typo.json", R"({"data_dir": "/d", "limits": {"io_worker": 2}})");
+  try {
+    load_node_config(dir / "typo.json");
+    ADD_FAILURE() << "accepted an unknown key";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("typo.json: unknown key \"io_worker\""));
+    EXPECT_EQ(e.field(), "limits.io_worker");
+  }
+}
+
+// ---- parse_instance_config: one instance, same rules as in a file ----
+
+NodeConfig node_with_image() {
+  NodeConfig node;
+  node.system_volume_image = SystemVolumeImage{.image_dir = "/node/images", .size_bytes = 10u << 20};
+  return node;
+}
+
+void expect_instance_config_error(std::string_view text, std::string_view fragment, std::string_view field) {
+  try {
+    parse_instance_config(text, NodeConfig{});
+    ADD_FAILURE() << "accepted: " << text;
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr(std::string(fragment))) << text;
+    EXPECT_EQ(e.field(), field) << text;
+  }
+}
+
+TEST(InstanceConfigParse, ParsesLikeAFileEntryWithTheNodeDefaults) {
+  const InstanceConfig inst = parse_instance_config(
+      R"({"id": "app-c", "container": "ctr", "system_volume": "/srv/c/r1en_system",
+          "volumes": {"/srv/c/data": {"bind": "/app/data", "mode": "ro"}},
+          "SYNC": {"ENABLED": true, "KEY": "k", "TYPE": "consumer"}})",
+      node_with_image());
+  EXPECT_FALSE(inst.error);
+  EXPECT_EQ(inst.id, "app-c");
+  EXPECT_EQ(inst.container, "ctr");
+  EXPECT_EQ(inst.system_volume, "/srv/c/r1en_system");
+  ASSERT_EQ(inst.volumes.size(), 1u);
+  EXPECT_EQ(inst.volumes[0], (VolumeMount{"/srv/c/data", "/app/data", "ro"}));
+  EXPECT_TRUE(inst.sync.enabled);
+  EXPECT_EQ(inst.sync.role, Role::consumer);
+  EXPECT_EQ(inst.system_volume_image, node_with_image().system_volume_image);
+
+  // Its own image settings win; without node defaults there are none.
+  const InstanceConfig own = parse_instance_config(
+      R"({"id": "d", "system_volume": "/s", "system_volume_image": {"dir": "/own", "size_mib": 2}})",
+      node_with_image());
+  EXPECT_EQ(own.system_volume_image, (SystemVolumeImage{.image_dir = "/own", .size_bytes = 2u << 20}));
+  EXPECT_EQ(parse_instance_config(R"({"id": "e", "system_volume": "/s"})", NodeConfig{}).system_volume_image,
+            std::nullopt);
+}
+
+TEST(InstanceConfigParse, BadValueLandsInErrorAndField) {
+  const InstanceConfig inst =
+      parse_instance_config(R"({"id": "app-c", "system_volume": "/s", "volumes": {"/x": {"bind": ""}}})", NodeConfig{});
+  ASSERT_TRUE(inst.error);
+  EXPECT_EQ(*inst.error, R"(instance "app-c": volumes["/x"].bind must be a non-empty string)");
+  EXPECT_EQ(inst.error_field, R"(volumes["/x"].bind)");
+  EXPECT_FALSE(inst.sync.enabled);
+}
+
+TEST(InstanceConfigParse, UnusableInputThrowsWithAField) {
+  expect_instance_config_error("{", "instance is not valid JSON", "");
+  expect_instance_config_error("[]", "an instance must be an object", "");
+  expect_instance_config_error(R"({"system_volume": "/s"})", "id must be a non-empty string", "id");
+  expect_instance_config_error(R"({"id": "", "system_volume": "/s"})", "id must be a non-empty string", "id");
+  expect_instance_config_error(R"({"id": 7, "system_volume": "/s"})", "id must be a non-empty string", "id");
+  expect_instance_config_error(R"({"id": "../etc", "system_volume": "/s"})", "id must be 1-128 of", "id");
+  expect_instance_config_error(R"({"id": "a", "system_volume": "/s", "volumse": {}})",
+                               R"(unknown key "volumse" in the instance (did you mean "volumes"?))", "volumse");
+  expect_instance_config_error(R"({"id": "a", "system_volume": "/s", "volumes": {"/x": {"bind": "/b", "rw": true}}})",
+                               R"(unknown key "rw" in volumes["/x"])", R"(volumes["/x"].rw)");
+  expect_instance_config_error(R"({"id": "a", "system_volume": "/s", "system_volume_image": {"dir": "/i", "size": 1}})",
+                               R"(unknown key "size" in system_volume_image)", "system_volume_image.size");
 }
 
 }  // namespace

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
+#include <string>
+#include <string_view>
 
 namespace carsync::core {
 namespace {
@@ -231,6 +234,150 @@ TEST(SyncConfig, InitialSyncTimeout) {
   for (auto p : {parse_with({{"INITIAL_SYNC_TIMEOUT", -1}}), parse_with({{"INITIAL_SYNC_TIMEOUT", "10"}})}) {
     ASSERT_TRUE(p.error);
     EXPECT_THAT(*p.error, HasSubstr("INITIAL_SYNC_TIMEOUT"));
+  }
+}
+
+TEST(SyncConfig, ErrorFieldNamesTheKey) {
+  const auto field_of = [](const ParsedSync& p) {
+    EXPECT_TRUE(p.error);
+    return p.error_field;
+  };
+  EXPECT_EQ(field_of(parse(R"({"ENABLED": true, "TYPE": "provider"})")), "SYNC.KEY");
+  EXPECT_EQ(field_of(parse(R"({"ENABLED": true, "KEY": "k", "TYPE": "both"})")), "SYNC.TYPE");
+  EXPECT_EQ(field_of(parse_with({{"ARCHIVE_FORMAT", "zip"}})), "SYNC.ARCHIVE_FORMAT");
+  EXPECT_EQ(field_of(parse_with({{"COMPRESSION_LEVEL", 0}})), "SYNC.COMPRESSION_LEVEL");
+  EXPECT_EQ(field_of(parse_with({{"APPLY_SEMANTICS", "sync"}})), "SYNC.APPLY_SEMANTICS");
+  EXPECT_EQ(field_of(parse_with({{"INITIAL_SYNC_TIMEOUT", -1}})), "SYNC.INITIAL_SYNC_TIMEOUT");
+  EXPECT_EQ(parse_with({}).error_field, "");
+}
+
+// The reference tolerates extra SYNC keys, so carsync keeps parsing and says what it ignored.
+TEST(SyncConfig, UnknownKeysAreWarningsNamingTheClosestKnownKey) {
+  const auto p = parse_with({{"POLL_INTERVALL", 5}, {"Key", "other"}, {"FOO", 1}});
+  EXPECT_FALSE(p.error);
+  EXPECT_TRUE(p.config.enabled);
+  EXPECT_EQ(p.config.poll_interval, 10.0) << "the misspelt key is not read";
+  EXPECT_EQ(p.config.key, "shared-key") << "nor is a differently-cased one";
+  EXPECT_THAT(p.config.warnings, ::testing::ElementsAre(
+                                     "SYNC.POLL_INTERVALL: unknown key ignored (did you mean POLL_INTERVAL?)",
+                                     "SYNC.Key: unknown key ignored (did you mean KEY?)",
+                                     "SYNC.FOO: unknown key ignored"));
+}
+
+TEST(SyncConfig, NearMissOfEnabledLeavesTheBlockDisabledWithAWarning) {
+  const auto p = parse(R"({"ENABLE": true, "KEY": "k", "TYPE": "provider"})");
+  EXPECT_FALSE(p.config.enabled);
+  EXPECT_FALSE(p.error);
+  EXPECT_TRUE(p.config.block_given);
+  EXPECT_FALSE(p.config.enabled_given);
+  EXPECT_THAT(p.config.warnings, ::testing::ElementsAre("SYNC.ENABLE: unknown key ignored (did you mean ENABLED?)"));
+}
+
+TEST(SyncConfig, NonObjectBlockIsDisabledWithAWarning) {
+  const auto p = parse("true");
+  EXPECT_FALSE(p.config.enabled);
+  EXPECT_FALSE(p.config.block_given);
+  EXPECT_THAT(p.config.warnings, ::testing::ElementsAre("SYNC: true is not an object; sync stays disabled"));
+  const json::value null;
+  EXPECT_THAT(parse_sync_config(&null).config.warnings, IsEmpty()) << "null is the same as absent";
+}
+
+TEST(SyncConfig, KeyDistance) {
+  EXPECT_EQ(key_distance("volumes", "volumes"), 0u);
+  EXPECT_EQ(key_distance("volumse", "volumes"), 1u);  // adjacent transposition counts once
+  EXPECT_EQ(key_distance("ENABLE", "ENABLED"), 1u);
+  EXPECT_EQ(key_distance("sync", "SYNC"), 0u);        // case-insensitive
+  EXPECT_EQ(key_distance("", "abc"), 3u);
+  EXPECT_EQ(key_distance("abc", ""), 3u);
+  EXPECT_EQ(key_distance("kitten", "sitting"), 3u);
+  EXPECT_EQ(key_distance("ab", "ba"), 1u);
+}
+
+TEST(SyncConfig, ClosestKey) {
+  constexpr std::string_view known[] = {"io_workers", "archive_workers", "KEY", "kind"};
+  EXPECT_EQ(closest_key("io_worker", known), "io_workers");
+  EXPECT_EQ(closest_key("KYE", known), "KEY");
+  EXPECT_EQ(closest_key("key", known), "KEY");
+  EXPECT_EQ(closest_key("kid", known), "kind");
+  EXPECT_EQ(closest_key("ky", known), "KEY") << "ties go to the earlier key";
+  EXPECT_EQ(closest_key("workers", known), "io_workers") << "three edits in ten characters";
+  EXPECT_EQ(closest_key("threads", known), std::nullopt);
+  EXPECT_EQ(closest_key("KEYS_", known), std::nullopt) << "two edits in a three-letter key is a different word";
+  EXPECT_EQ(closest_key("x", known), std::nullopt);
+  EXPECT_EQ(closest_key("", known), std::nullopt);
+  EXPECT_EQ(closest_key(std::string(1 << 20, 'k'), known), std::nullopt);
+}
+
+TEST(SyncConfig, ValidInstanceId) {
+  for (std::string_view ok : {"a", "app-a", "A.b_c-9", "x."}) EXPECT_TRUE(valid_instance_id(ok)) << ok;
+  EXPECT_TRUE(valid_instance_id(std::string(128, 'a')));
+  for (std::string_view bad : {"", ".", "..", ".a", "a/b", "a b", "a\n", "caf\u00e9", "a:b"})
+    EXPECT_FALSE(valid_instance_id(bad)) << bad;
+  EXPECT_FALSE(valid_instance_id(std::string(129, 'a')));
+}
+
+// ---- disabled_reason ----
+
+InstanceConfig instance_with_sync(std::optional<std::string_view> block) {
+  InstanceConfig inst;
+  inst.id = "app";
+  if (!block) {
+    inst.sync = parse_sync_config(nullptr).config;
+    return inst;
+  }
+  const json::value v = json::parse(*block);
+  auto parsed = parse_sync_config(&v);
+  inst.sync = parsed.config;
+  if (parsed.error) inst.error = *parsed.error;
+  return inst;
+}
+
+TEST(DisabledReason, SaysWhyAnInstanceIsNotSyncing) {
+  EXPECT_EQ(disabled_reason(instance_with_sync(std::nullopt)), "no SYNC block");
+  EXPECT_EQ(disabled_reason(instance_with_sync("[1]")),
+            "no SYNC block (SYNC: [1] is not an object; sync stays disabled)");
+  EXPECT_EQ(disabled_reason(instance_with_sync("{}")), "SYNC.ENABLED is absent");
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"KEY": "k", "TYPE": "provider"})")), "SYNC.ENABLED is absent");
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"ENABLE": true, "KEY": "k", "TYPE": "provider"})")),
+            "SYNC.ENABLED is absent (SYNC.ENABLE was given: did you mean ENABLED?)");
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"enabled": true, "KEY": "k", "TYPE": "provider"})")),
+            "SYNC.ENABLED is absent (SYNC.enabled was given: did you mean ENABLED?)");
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"ENABLED": false, "KEY": "k", "TYPE": "provider"})")),
+            "SYNC.ENABLED is false");
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"ENABLED": "off"})")), "SYNC.ENABLED is false");
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"ENABLED": "maybe"})")),
+            R"(SYNC.ENABLED is false (SYNC.ENABLED: cannot read "maybe" as a boolean; using false))");
+  // An unrelated unknown key is not offered as the reason.
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"ENABLED": false, "FOO": 1})")), "SYNC.ENABLED is false");
+}
+
+TEST(DisabledReason, ConfigErrorWinsAndEnabledIsEmpty) {
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"ENABLED": true, "KEY": "k"})")),
+            R"(SYNC.TYPE must be "provider" or "consumer", got nothing)");
+  EXPECT_EQ(disabled_reason(instance_with_sync(R"({"ENABLED": true, "KEY": "k", "TYPE": "provider"})")), "");
+
+  // The parser's instance error (any field) is the reason, even for an otherwise enabled block.
+  InstanceConfig broken = instance_with_sync(R"({"ENABLED": true, "KEY": "k", "TYPE": "provider"})");
+  broken.error = "instance \"app\": system_volume must be an absolute host path";
+  EXPECT_EQ(disabled_reason(broken), *broken.error);
+}
+
+// Whatever the block, an instance is either syncing (reason "") or says why not.
+TEST(DisabledReason, NonEmptyExactlyWhenNotSyncing) {
+  using Block = std::optional<std::string_view>;
+  const Block blocks[] = {Block{},
+                          Block{"null"},
+                          Block{"5"},
+                          Block{"{}"},
+                          Block{R"({"ENABLED": 0})"},
+                          Block{R"({"ENABLED": 2})"},
+                          Block{R"({"ENABLED": "yes", "KEY": "k", "TYPE": "consumer"})"},
+                          Block{R"({"ENABLED": true, "KEY": "", "TYPE": "consumer"})"},
+                          Block{R"({"ENABLED": true, "KEY": "k", "TYPE": "consumer", "ENABLE": 1})"}};
+  for (const Block& block : blocks) {
+    const InstanceConfig inst = instance_with_sync(block);
+    const bool syncing = inst.sync.enabled && !inst.error;
+    EXPECT_EQ(disabled_reason(inst).empty(), syncing) << block.value_or("<absent>");
   }
 }
 
