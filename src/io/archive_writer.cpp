@@ -60,9 +60,15 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::create(const std::filesyst
 
 ArchiveWriter::~ArchiveWriter() {
   if (!a_) return;
-  // An unfinished archive is abandoned: marking it failed stops free() from writing the
-  // trailer into a file the caller is about to delete.
-  if (!finished_) archive_write_fail(a_);
+  if (!finished_) {
+    // An abandoned archive (failed or cancelled build). Marking it failed makes close()
+    // skip padding the open member to its announced size (up to gigabytes of zeros into a
+    // file the caller is about to delete). close() must still run: only it releases the
+    // compressor (zlib's deflate state) and the output block buffer, and free() skips it
+    // once the archive is marked failed. It writes at most the small tar/gzip trailer.
+    archive_write_fail(a_);
+    archive_write_close(a_);
+  }
   archive_write_free(a_);
 }
 
