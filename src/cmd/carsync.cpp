@@ -12,14 +12,8 @@
 #include "io/atomic_json.hpp"
 #include "io/secure_fs.hpp"
 #include "io/staged_apply.hpp"
-#include "net/devnode.hpp"
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <spdlog/spdlog.h>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -47,8 +41,6 @@ struct Args {
   std::string hkey, key, value;
   std::string file, cid, output;
   std::string instance_id;
-  carsync::net::DevnodeOptions devnode;
-  std::string log_level = "info";
 };
 
 // The chosen subcommand's action, run after the whole command line has parsed.
@@ -143,33 +135,6 @@ int env(const Args& args) {
     return kOk;
   }
   return report(kUsage, "unknown instance id \"" + args.instance_id + "\"");
-}
-
-// Serves the emulated node APIs until SIGINT/SIGTERM.
-int devnode(const Args& args) {
-  auto dir = data_dir(args);
-  if (!dir) return report(kUsage, dir.error().message);
-  auto level = spdlog::level::from_str(args.log_level);
-  if (level == spdlog::level::off && args.log_level != "off") return report(kUsage, "unknown --log-level " + args.log_level);
-  spdlog::set_level(level);
-
-  auto options = args.devnode;
-  options.data_dir = *dir;
-  boost::asio::io_context io;
-  auto node = carsync::net::Devnode::create(io.get_executor(), options);
-  if (!node) return report(node.error().code == carsync::errc::bad_config ? kUsage : kFailed, node.error().message);
-  auto& server = **node;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
-    if (!ec) server.stop();
-  });
-  boost::asio::co_spawn(io, server.run(), [&](std::exception_ptr e) {
-    signals.cancel();
-    if (e) std::rethrow_exception(e);
-  });
-  spdlog::info("devnode ready: cstore={} r1fs={}", server.cstore_url(), server.r1fs_url());
-  io.run();
-  return kOk;
 }
 
 // Finishes or undoes, from its journal, each apply that a crash of carsyncd interrupted:
@@ -275,18 +240,6 @@ void add_unhalt(CLI::App& app, Args& args, Command& chosen) {
   on_parsed(sub, chosen, unhalt);
 }
 
-void add_devnode(CLI::App& app, Args& args, Command& chosen) {
-  auto* dev = app.add_subcommand("devnode", "Emulate an edge node's CStore and R1FS APIs over the embedded stores");
-  dev->add_option("--listen", args.devnode.listen, "Listen address")->capture_default_str();
-  dev->add_option("--cstore-port", args.devnode.cstore_port, "CStore API port (0: any free port)")->capture_default_str();
-  dev->add_option("--r1fs-port", args.devnode.r1fs_port, "R1FS API port (0: any free port)")->capture_default_str();
-  dev->add_option("--faults", args.devnode.faults,
-                  "Fault injection: ROUTE:ACTION[:WHEN],... (see src/net/devnode.hpp)");
-  dev->add_option("--log-level", args.log_level, "trace, debug (one line per request), info, warn, error")
-      ->capture_default_str();
-  on_parsed(dev, chosen, devnode);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -303,7 +256,6 @@ int main(int argc, char** argv) {
   add_kv(app, args, chosen);
   add_cas(app, args, chosen);
   add_env(app, args, chosen);
-  add_devnode(app, args, chosen);
   add_recover(app, chosen);
   add_unhalt(app, args, chosen);
 

@@ -78,10 +78,10 @@ class Faults : public ::testing::Test {
       ASSERT_TRUE(status) << "devnode did not stop\n" << devnode->output();
       devnode.reset();
     }
-    std::vector<std::string> argv{CARSYNC_CLI_PATH, "devnode", "--data-dir", devnode_dir.string(),
-                                  "--listen",       "127.0.0.1",
-                                  "--cstore-port",  cstore_port,
-                                  "--r1fs-port",    r1fs_port};
+    std::vector<std::string> argv{CARSYNC_DEVNODE_PATH, "--data-dir",   devnode_dir.string(),
+                                  "--listen",           "127.0.0.1",
+                                  "--cstore-port",      cstore_port,
+                                  "--r1fs-port",        r1fs_port};
     if (!faults.empty()) argv.insert(argv.end(), {"--faults", faults});
     devnode = std::make_unique<ChildProcess>(argv);
     ASSERT_TRUE(devnode->wait_for_output("devnode ready", start_deadline)) << devnode->output();

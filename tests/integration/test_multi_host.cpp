@@ -272,7 +272,7 @@ TEST_F(MultiHost, TwoConsumersOnTheirOwnHostsApplyWhatTheProviderPublishes) {
 
   devnode = std::make_unique<ChildProcess>(concat(
       topology->on_host(-1),
-      concat({CARSYNC_CLI_PATH, "devnode", "--data-dir", (tmp / "devnode").string()}, topology->devnode_listen_args())));
+      concat({CARSYNC_DEVNODE_PATH, "--data-dir", (tmp / "devnode").string()}, topology->devnode_listen_args())));
   ASSERT_TRUE(devnode->wait_for_output("devnode ready", start_deadline)) << devnode->output();
 
   for (int i = 0; i < host_count; ++i) {

@@ -1,7 +1,7 @@
 #pragma once
 // A devnode on ephemeral 127.0.0.1 ports over a temporary data dir, and a way to run one
 // test coroutine against it on the same single-threaded io_context.
-#include "net/devnode.hpp"
+#include "tools/devnode/devnode.hpp"
 #include "net/http_client.hpp"
 #include "support/temp_dir.hpp"
 

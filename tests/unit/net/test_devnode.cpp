@@ -1,4 +1,4 @@
-#include "net/devnode.hpp"
+#include "tools/devnode/devnode.hpp"
 #include "net/http_client.hpp"
 #include "unit/net/devnode_fixture.hpp"
 

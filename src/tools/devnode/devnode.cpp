@@ -1,4 +1,4 @@
-#include "net/devnode.hpp"
+#include "tools/devnode/devnode.hpp"
 
 #include "backend/cid.hpp"
 #include "backend/local_cas.hpp"

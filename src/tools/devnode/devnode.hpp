@@ -30,7 +30,7 @@
 
 namespace carsync::net {
 
-// Fault injection (`carsync devnode --faults SPEC`), for tests of clients against a
+// Fault injection (`carsync-devnode --faults SPEC`), for tests of clients against a
 // misbehaving node. SPEC is a comma-separated list of ROUTE:ACTION[:WHEN]:
 //   ROUTE   an endpoint name ("hset", "get_file", ...) or "*" for every route, optionally
 //           with one query condition: "get_file?cid=CID" or "hget?key=K" fires only for
