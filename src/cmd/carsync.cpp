@@ -10,6 +10,7 @@
 #include "core/apply_state.hpp"
 #include "core/clock.hpp"
 #include "io/atomic_json.hpp"
+#include "io/data_dir_lock.hpp"
 #include "io/secure_fs.hpp"
 #include "io/staged_apply.hpp"
 
@@ -33,6 +34,7 @@ using carsync::Result;
 constexpr int kOk = 0;
 constexpr int kFailed = 1;
 constexpr int kUsage = 2;
+constexpr int kBusy = 3;  // data_dir is owned by a running carsyncd
 
 // Everything the command line can set; subcommands read what they need.
 struct Args {
@@ -144,6 +146,9 @@ int recover(const Args& args) {
   if (args.config.empty()) return report(kUsage, "--config is required");
   auto config = load_config(args.config);
   if (!config) return report(kUsage, config.error().message);
+  // Held for the whole recovery: a running carsyncd refuses it, and none can start meanwhile.
+  auto lock = carsync::io::DataDirLock::acquire(config->data_dir);
+  if (!lock) return report(kBusy, lock.error().message + "; it recovers at its own start-up");
   int code = kOk;
   for (const auto& instance : config->instances) {
     const auto journal =
@@ -174,6 +179,11 @@ int unhalt(const Args& args) {
   if (args.config.empty()) return report(kUsage, "--config is required");
   auto config = load_config(args.config);
   if (!config) return report(kUsage, config.error().message);
+  // Never behind a running daemon's back: it would keep the instance halted in memory.
+  auto lock = carsync::io::DataDirLock::acquire(config->data_dir);
+  if (!lock)
+    return report(kBusy, lock.error().message + "; clear the halt through the running node (Node::unhalt) "
+                         "or stop carsyncd first");
   const auto state = config->data_dir / "instances" / args.instance_id / "sync_history" / "state";
   auto dir = carsync::io::open_root_dir(state);
   if (!dir) return report(kFailed, args.instance_id + ": " + dir.error().message);
@@ -186,7 +196,7 @@ int unhalt(const Args& args) {
   auto cleared = carsync::core::clear_halt(current->as_object(), carsync::core::SystemClock{}.now());
   if (auto w = carsync::io::write_json_at(dir->get(), "current_apply.json", cleared); !w)
     return report(kFailed, args.instance_id + ": " + w.error().message);
-  std::cout << args.instance_id << ": halt cleared; restart carsyncd to resume the instance\n";
+  std::cout << args.instance_id << ": halt cleared; the instance resumes when carsyncd starts\n";
   return kOk;
 }
 

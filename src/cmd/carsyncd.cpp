@@ -1,27 +1,76 @@
-// carsyncd: the daemon. Everything happens in carsync::Node; this only reads the flags.
+// carsyncd: the daemon. Everything happens in carsync::Node; main owns the io_context and
+// the signals: SIGTERM/SIGINT stop the node (two-phase), SIGHUP reloads the configuration.
 #include "carsync/config.hpp"
 #include "carsync/node.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <exception>
+#include <functional>
 #include <iostream>
+
+#ifndef CARSYNC_VERSION
+#define CARSYNC_VERSION "unknown"
+#endif
+
+namespace {
+
+// Logs what the parser noticed but tolerated, for every instance.
+void log_config(const carsync::NodeConfig& cfg) {
+  for (const auto& ic : cfg.instances)
+    for (const auto& w : ic.sync.warnings) spdlog::warn("[{}] configuration: {}", ic.id, w);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"carsyncd: replicates container application state between hosts"};
   std::string config_file;
   std::string log_level = "info";
+  app.set_version_flag("--version", std::string("carsyncd ") + CARSYNC_VERSION);
   app.add_option("-c,--config", config_file, "node configuration (JSON)")->required();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.footer(
+      "Signals: SIGTERM/SIGINT stop (running requests get limits.shutdown_grace_s), SIGHUP reloads the file.\n"
+      "Exit codes: 0 stopped cleanly, 1 fatal error, 2 unusable configuration or data_dir owned by another process.");
   CLI11_PARSE(app, argc, argv);
 
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
   spdlog::set_level(spdlog::level::from_str(log_level));
   try {
-    carsync::Node node(carsync::load_node_config(config_file));
-    node.run();
+    auto cfg = carsync::load_node_config(config_file);
+    log_config(cfg);
+    boost::asio::io_context ioc{1};
+    carsync::Node node(std::move(cfg), ioc.get_executor());
+
+    boost::asio::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int sig) {
+          if (ec) return;
+          if (sig == SIGHUP) {
+            spdlog::info("SIGHUP: reloading {}", config_file);
+            try {
+              auto next = carsync::load_node_config(config_file);
+              log_config(next);
+              if (auto r = node.reconfigure(std::move(next)); !r) spdlog::error("reload refused: {}", r.error().message);
+            } catch (const carsync::ConfigError& e) {
+              spdlog::error("reload: {}: nothing changed", e.what());
+            }
+            signals.async_wait(on_signal);
+            return;
+          }
+          spdlog::info("received signal {}", sig);
+          node.stop();
+        };
+    signals.async_wait(on_signal);
+    node.on_stopped([&] { signals.cancel(); });
+    node.start();
+    ioc.run();
   } catch (const carsync::ConfigError& e) {
     std::cerr << "carsyncd: " << config_file << ": " << e.what() << "\n";
     return 2;

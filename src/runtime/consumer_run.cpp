@@ -11,6 +11,7 @@
 #include "runtime/deadline.hpp"
 #include "runtime/retire.hpp"
 
+#include <boost/asio/this_coro.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <fmt/format.h>
@@ -76,14 +77,15 @@ class ConsumerDriver {
     core::ConsumerLifecycle machine(std::move(record), std::move(params));
     core::ConsumerEvent first;
     first.now = ctx_.clock.now();
+    first.cancelled = cancelled_ = co_await cancelled();
     auto action = machine.resume(first);
-    if (action.kind != Kind::done) {
-      started_ = std::chrono::steady_clock::now();
-      set_phase("applying");
-    }
+    if (action.kind != Kind::done) started_ = std::chrono::steady_clock::now();
     while (action.kind != Kind::done) {
+      set_phase(phase_of(action.kind));
       core::ConsumerEvent ev = co_await perform(machine, action);
       ev.now = ctx_.clock.now();
+      const bool now_cancelled = co_await cancelled();  // no co_await inside || (g++ 12)
+      ev.cancelled = cancelled_ = cancelled_ || now_cancelled;
       action = machine.resume(ev);
     }
     state_.last_resolution = machine.apply_mode();
@@ -129,7 +131,6 @@ class ConsumerDriver {
     auto current = read_json(current_apply_path(ctx_));
     auto latest = ctx_.history.latest(core::HistoryDir::received);
     params.applied_cid = core::dedupe_cid(current ? &*current : nullptr, latest ? &latest->body : nullptr);
-    applied_before_ = params.applied_cid;
     params.halted = core::is_halted(current ? &*current : nullptr);
     if (!record || !record->is_object()) return;
     params.manifest_digest = sha256_hex(core::quarantine_digest_input(*record));
@@ -146,11 +147,7 @@ class ConsumerDriver {
     switch (a.kind) {
       case Kind::write_state:
       case Kind::halt: {
-        // The CID the volumes held before this attempt survives the attempt's states until a
-        // new one is applied: a crash before the history entry must not rewind dedupe.
-        json::object doc = a.document;
-        if (applied_before_ && !(doc.contains("state") && doc.at("state") == "applied"))
-          doc["applied_cid"] = *applied_before_;
+        const json::object& doc = a.document;  // the machine carries applied_cid
         auto r = co_await ctx_.io_pool.run([&] { return io::write_json_file(current_apply_path(ctx_), doc); });
         if (!r) {
           spdlog::warn("[{}] consumer: current_apply.json: {}", id, r.error().message);
@@ -166,6 +163,7 @@ class ConsumerDriver {
         auto r = co_await ctx_.io_pool.run(
             [&] { return io::write_json_file(ctx_.state_dir / "quarantine" / a.name, a.document); });
         if (!r) ev.error = r.error();
+        else quarantine_ = a.document;
         spdlog::warn("[{}] consumer: cid={} quarantined at stage {} (failure {}): {}", id, cid_of(m),
                      json::serialize(a.document.at("stage")), json::serialize(a.document.at("failure_count")),
                      json::serialize(a.document.at("error")));
@@ -173,7 +171,7 @@ class ConsumerDriver {
       }
       case Kind::download: {
         auto t0 = std::chrono::steady_clock::now();
-        auto r = co_await with_deadline(ctx_.cas.get_file(a.cid), ctx_.limits.step_timeout, "r1fs download");
+        auto r = co_await with_deadline(ctx_.cas.get_file(a.cid), step_deadline(), "r1fs download");
         if (!r) ev.error = r.error();
         else if (r->empty()) ev.error = make_error(errc::store_failure, "r1fs.get_file returned no path");
         else {
@@ -190,11 +188,12 @@ class ConsumerDriver {
       }
       case Kind::stop_container: {
         stop_began_ = std::chrono::steady_clock::now();
-        auto r = co_await with_deadline(ctx_.container.stop(), ctx_.limits.step_timeout, "container stop");
+        auto r = co_await with_deadline(ctx_.container.stop(), step_deadline(), "container stop");
         if (!r) ev.error = r.error();
         break;
       }
       case Kind::commit: {
+        // Never interrupted (a plain job): the journal makes it crash-safe, not cancellable.
         io::ApplyOptions opts;
         opts.semantics = ctx_.config.sync.apply_semantics;
         opts.cid = cid_of(m);
@@ -206,13 +205,7 @@ class ConsumerDriver {
           ev.rollback_incomplete = !outcome.restart_safe;
           break;
         }
-        // A crash before this write leaves `applying`: dedupe then falls back to history and the
-        // same CID is applied again, which converges.
-        auto st = co_await ctx_.io_pool.run([&] {
-          return io::write_json_file(current_apply_path(ctx_),
-                                     core::applied_state(m.identity(), ctx_.clock.now(), outcome.extracted_paths));
-        });
-        if (!st) spdlog::warn("[{}] consumer: applied state not recorded: {}", id, st.error().message);
+        applied_bytes_ = plan_->total_bytes;
         spdlog::info("[{}] consumer: applied cid={}: {} paths ({} bytes), durable in {:.3f} s", id, opts.cid,
                      outcome.extracted_paths.size(), plan_->total_bytes, outcome.durable_seconds);
         break;
@@ -232,7 +225,7 @@ class ConsumerDriver {
         break;
       }
       case Kind::start_container: {
-        auto r = co_await with_deadline(ctx_.container.start(), ctx_.limits.step_timeout, "container start");
+        auto r = co_await with_deadline(ctx_.container.start(), step_deadline(), "container start");
         if (!r) spdlog::warn("[{}] consumer: container start failed: {}", id, r.error().message);
         if (stop_began_ != std::chrono::steady_clock::time_point{})
           spdlog::info("[{}] consumer: container restarted after {:.3f} s offline", id,
@@ -281,8 +274,35 @@ class ConsumerDriver {
     return cid.is_string() ? std::string(cid.as_string()) : json::serialize(cid);
   }
 
-  void set_phase(std::string phase) {
-    if (ctx_.status) ctx_.status->update([&](InstanceStatus& s) { s.phase = std::move(phase); });
+  static boost::asio::awaitable<bool> cancelled() {
+    auto state = co_await boost::asio::this_coro::cancellation_state;
+    co_return state.cancelled() != boost::asio::cancellation_type::none;
+  }
+
+  // After a cancellation only clean-up and finalisation run, with the short clean-up bound.
+  std::chrono::steady_clock::duration step_deadline() const {
+    return cancelled_ ? std::chrono::steady_clock::duration(ctx_.limits.cleanup_timeout)
+                      : std::chrono::steady_clock::duration(ctx_.limits.step_timeout);
+  }
+
+  static Phase phase_of(Kind k) {
+    switch (k) {
+      case Kind::download: return Phase::downloading;
+      case Kind::scan: return Phase::scanning;
+      case Kind::stop_container: return Phase::stopping;
+      case Kind::commit: return Phase::applying;
+      case Kind::start_container: return Phase::restarting;
+      case Kind::halt: return Phase::halted;
+      case Kind::write_state: return Phase::downloading;  // bookkeeping around the steps
+      default: return Phase::finishing;
+    }
+  }
+
+  void set_phase(Phase phase) {
+    if (!ctx_.status || phase == phase_) return;
+    phase_ = phase;
+    ctx_.status->reset_progress();
+    ctx_.status->update([&](InstanceStatus& s) { s.phase = phase; });
   }
 
   void finish(const core::ConsumerLifecycle& m, const ConsumerRunOutcome& out) {
@@ -295,24 +315,57 @@ class ConsumerDriver {
       spdlog::warn("[{}] consumer: cid={} not applied ({}): {}", ctx_.config.id, out.cid, core::to_string(out.outcome),
                    out.error);
     if (!ctx_.status) return;
+    ctx_.status->reset_progress();
     ctx_.status->update([&](InstanceStatus& s) {
-      s.phase = out.outcome == O::uncertain || out.outcome == O::halted ? "halted" : "idle";
+      const bool halted = out.outcome == O::uncertain || out.outcome == O::halted;
+      s.phase = halted ? Phase::halted : Phase::idle;
+      s.halted = halted;
       if (out.outcome == O::halted) return;
       s.last_duration_s = secs;
+      const double now = ctx_.clock.now();
       if (out.outcome == O::applied) {
         ++s.requests_ok;
         s.last_cid = out.cid;
+        const auto& v = m.identity().version;
+        s.last_apply = SyncPoint{.cid = out.cid,
+                                 .version = v.is_int64() ? v.get_int64() : v.is_uint64() ? static_cast<std::int64_t>(v.get_uint64()) : 0,
+                                 .time = now,
+                                 .size = applied_bytes_};
+        s.quarantine.reset();
+      } else if (out.outcome == O::cancelled) {
+        s.error = LastError{.stage = Stage::cancelled, .message = "cancelled", .time = now};
       } else {
         ++s.requests_failed;
         s.last_error = std::string(m.failed_stage() ? core::to_string(*m.failed_stage()) : "") + ": " + out.error;
+        s.error = LastError{.stage = m.failed_stage() ? public_stage(*m.failed_stage()) : Stage::validation,
+                            .message = out.error,
+                            .time = now};
+        if (quarantine_) s.quarantine = quarantine_info(*quarantine_, out.cid);
       }
     });
   }
 
+  static QuarantineInfo quarantine_info(const json::object& q, const std::string& cid) {
+    QuarantineInfo info;
+    info.cid = cid;
+    if (const auto* st = q.if_contains("stage"); st && st->is_string()) {
+      const std::string_view name = st->get_string();
+      for (auto stage : {core::ConsumerStage::validation, core::ConsumerStage::r1fs_download, core::ConsumerStage::extract,
+                         core::ConsumerStage::runtime_stop, core::ConsumerStage::commit})
+        if (core::to_string(stage) == name) info.stage = public_stage(stage);
+    }
+    if (const auto* n = q.if_contains("failure_count"); n && n->is_number()) info.failure_count = n->to_number<std::uint64_t>();
+    if (const auto* t = q.if_contains("next_retry_after"); t && t->is_number()) info.until = t->to_number<double>();
+    return info;
+  }
+
   InstanceContext& ctx_;
   ConsumerState& state_;
+  bool cancelled_ = false;
+  Phase phase_ = Phase::idle;
+  std::uint64_t applied_bytes_ = 0;
+  std::optional<json::object> quarantine_;
   std::string quarantine_name_;
-  std::optional<std::string> applied_before_;
   fs::path download_;
   fs::path staging_;
   std::optional<io::ApplyPlan> plan_;
@@ -353,6 +406,25 @@ boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
                   "clear with `carsync --config FILE unhalt {}`",
                   id, id);
   co_return halted;
+}
+
+Result<bool> clear_halt_state(const InstanceContext& ctx, double now) {
+  auto current = read_json(current_apply_path(ctx));
+  if (!current || !core::is_halted(&*current) || !current->is_object()) return false;
+  auto w = io::write_json_file(current_apply_path(ctx), core::clear_halt(current->as_object(), now));
+  if (!w) return w.error();
+  return true;
+}
+
+Stage public_stage(core::ConsumerStage s) noexcept {
+  switch (s) {
+    case core::ConsumerStage::validation: return Stage::validation;
+    case core::ConsumerStage::r1fs_download: return Stage::r1fs_download;
+    case core::ConsumerStage::extract: return Stage::extract;
+    case core::ConsumerStage::runtime_stop: return Stage::runtime_stop;
+    case core::ConsumerStage::commit: return Stage::commit;
+  }
+  return Stage::none;
 }
 
 boost::asio::awaitable<ConsumerRunOutcome> run_consumer_once(InstanceContext& ctx, ConsumerState& state) {

@@ -34,7 +34,17 @@ std::filesystem::path apply_journal_path(const InstanceContext& ctx);
 // else may touch the volumes. Returns whether the instance is halted (leave stopped).
 boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx);
 
+// Blocking (run it on a pool): clears the durable halt in current_apply.json
+// (core::clear_halt). Returns whether the instance was halted.
+Result<bool> clear_halt_state(const InstanceContext& ctx, double now);
+
 // One tick: fetch (with hsync gating for remote stores), decide, and apply if needed.
+// Cancellation of the awaiting coroutine is an input of the machine (see
+// core/consumer_lifecycle.hpp); the steps after it run with limits.cleanup_timeout as their
+// deadline. The caller sets throw_if_cancelled(false).
 boost::asio::awaitable<ConsumerRunOutcome> run_consumer_once(InstanceContext& ctx, ConsumerState& state);
+
+// The public stage of a consumer failure.
+Stage public_stage(core::ConsumerStage s) noexcept;
 
 }  // namespace carsync::runtime

@@ -12,29 +12,59 @@
 #include "io/history_store.hpp"
 #include "runtime/blocking_pool.hpp"
 
+#include <atomic>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
 
 namespace carsync::runtime {
 
-// Status shared with Node::status() callers on other threads.
+// Status shared with Node::status() callers on other threads. Updates happen on the
+// instance's executor and are announced to the node (which stamps a generation and tells
+// subscribers); the progress counters are bumped from worker threads and only read.
 class StatusCell {
  public:
+  using Notify = std::function<void(InstanceStatus&)>;
+
+  void on_change(Notify notify) { notify_ = std::move(notify); }
+
   template <class F>
   void update(F f) {
+    InstanceStatus copy;
+    {
+      std::lock_guard lock(mu_);
+      f(status_);
+      if (!notify_) return;
+      copy = status_;
+    }
+    notify_(copy);  // stamps copy.generation
     std::lock_guard lock(mu_);
-    f(status_);
+    status_.generation = copy.generation;
   }
   InstanceStatus snapshot() const {
     std::lock_guard lock(mu_);
-    return status_;
+    InstanceStatus s = status_;
+    s.progress = {progress_done_.load(std::memory_order_relaxed), progress_total_.load(std::memory_order_relaxed)};
+    return s;
+  }
+
+  // The current step's bytes; total 0 = unknown. Reset at each phase change.
+  std::atomic<std::uint64_t>& progress_done() noexcept { return progress_done_; }
+  std::atomic<std::uint64_t>& progress_total() noexcept { return progress_total_; }
+  void reset_progress(std::uint64_t total = 0) noexcept {
+    progress_done_.store(0, std::memory_order_relaxed);
+    progress_total_.store(total, std::memory_order_relaxed);
   }
 
  private:
   mutable std::mutex mu_;
   InstanceStatus status_;
+  Notify notify_;
+  std::atomic<std::uint64_t> progress_done_{0};
+  std::atomic<std::uint64_t> progress_total_{0};
 };
 
 struct InstanceContext {

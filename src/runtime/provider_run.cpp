@@ -59,9 +59,11 @@ class ProviderDriver {
  public:
   ProviderDriver(InstanceContext& ctx) : ctx_(ctx) {}
 
-  boost::asio::awaitable<ProviderRunOutcome> run() {
+  boost::asio::awaitable<ProviderRunOutcome> run(const std::string* api_body) {
     ProviderRunOutcome out;
-    auto claim = co_await ctx_.io_pool.run([&] { return ctx_.control.claim(core::max_request_bytes); });
+    io::ClaimOutcome claim = io::NothingPending{};
+    if (api_body) claim = io::ClaimedBody{*api_body};
+    else claim = co_await ctx_.io_pool.run([&] { return ctx_.control.claim(core::max_request_bytes); });
     if (std::holds_alternative<io::NothingPending>(claim)) co_return out;
     if (std::holds_alternative<io::ClaimFailedToRename>(claim)) {
       // The request stays pending; the next event or rescan retries it.
@@ -70,12 +72,13 @@ class ProviderDriver {
     }
     out.claimed = true;
     started_ = std::chrono::steady_clock::now();
-    set_phase("publishing");
+    set_phase(Phase::archiving);
 
     core::ProviderParams params{.sync_key = ctx_.config.sync.key,
                                 .node_id = ctx_.node_id,
                                 .format = ctx_.config.sync.archive_format,
-                                .has_container = ctx_.container.has_container()};
+                                .has_container = ctx_.container.has_container(),
+                                .answer_by_files = api_body == nullptr};
     std::optional<core::ProviderLifecycle> machine;
     if (auto* unsafe = std::get_if<io::ClaimUnsafe>(&claim)) {
       core::RequestRejection rej;
@@ -92,15 +95,23 @@ class ProviderDriver {
 
     core::ProviderEvent first;
     first.now = ctx_.clock.now();
+    first.cancelled = co_await cancelled();
+    cancelled_ = first.cancelled;
     auto action = machine->resume(first);
     while (action.kind != Kind::done) {
       core::ProviderEvent ev = co_await perform(*machine, action);
       ev.now = ctx_.clock.now();
+      const bool now_cancelled = co_await cancelled();  // no co_await inside || (g++ 12)
+      ev.cancelled = cancelled_ = cancelled_ || now_cancelled;
       action = machine->resume(ev);
     }
 
     out.succeeded = machine->succeeded();
+    out.cancelled = machine->cancelled();
     out.cid = machine->snapshot().cid;
+    out.version = machine->snapshot().version;
+    out.published_at = machine->snapshot().timestamp;
+    out.archive_size = machine->snapshot().archive_size_bytes;
     out.failed_stage = machine->failed_stage();
     out.error = machine->error_text();
     finish(out);
@@ -108,32 +119,61 @@ class ProviderDriver {
   }
 
  private:
+  static boost::asio::awaitable<bool> cancelled() {
+    auto state = co_await boost::asio::this_coro::cancellation_state;
+    co_return state.cancelled() != boost::asio::cancellation_type::none;
+  }
+
+  // After a cancellation only clean-up runs, with the short clean-up bound.
+  std::chrono::steady_clock::duration step_deadline() const {
+    return cancelled_ ? std::chrono::steady_clock::duration(ctx_.limits.cleanup_timeout)
+                      : std::chrono::steady_clock::duration(ctx_.limits.step_timeout);
+  }
+  std::chrono::steady_clock::duration store_deadline() const {
+    return cancelled_ ? std::chrono::steady_clock::duration(ctx_.limits.cleanup_timeout)
+                      : std::chrono::steady_clock::duration(ctx_.limits.store_timeout);
+  }
+
+  static Phase phase_of(Kind k) {
+    switch (k) {
+      case Kind::stop_container: return Phase::stopping;
+      case Kind::build_archive: return Phase::archiving;
+      case Kind::start_container: return Phase::restarting;
+      case Kind::upload: return Phase::uploading;
+      case Kind::publish: return Phase::publishing;
+      default: return Phase::finishing;
+    }
+  }
+
   boost::asio::awaitable<core::ProviderEvent> perform(const core::ProviderLifecycle& m,
                                                       const core::ProviderAction& a) {
     core::ProviderEvent ev;
     auto fail_with = [&](const Error& e) { ev.error = e; };
+    set_phase(phase_of(a.kind));
     switch (a.kind) {
       case Kind::stop_container: {
         stop_began_ = std::chrono::steady_clock::now();
-        auto r = co_await with_deadline(ctx_.container.stop(), ctx_.limits.step_timeout, "container stop");
+        auto r = co_await with_deadline(ctx_.container.stop(), step_deadline(), "container stop");
         if (!r) fail_with(r.error());
         break;
       }
       case Kind::build_archive: {
         auto r = co_await build(m.request());
-        if (r) ev.archive_size = *r;
+        if (r) ev.archive_size = archive_size_ = *r;
         else fail_with(r.error());
         break;
       }
       case Kind::start_container: {
-        auto r = co_await with_deadline(ctx_.container.start(), ctx_.limits.step_timeout, "container start");
+        auto r = co_await with_deadline(ctx_.container.start(), step_deadline(), "container start");
         log_ignored(ctx_, a.kind, r);
         auto down = std::chrono::duration<double>(std::chrono::steady_clock::now() - stop_began_).count();
         spdlog::info("[{}] provider: container restarted after {:.3f} s offline", ctx_.config.id, down);
         break;
       }
       case Kind::upload: {
-        auto r = co_await with_deadline(ctx_.cas.add_file(archive_), ctx_.limits.step_timeout, "r1fs upload");
+        if (ctx_.status) ctx_.status->reset_progress(archive_size_);
+        auto r = co_await with_deadline(ctx_.cas.add_file(archive_), step_deadline(), "r1fs upload");
+        if (r && ctx_.status) ctx_.status->progress_done() = archive_size_;
         if (r) ev.cid = *r;
         else fail_with(r.error());
         break;
@@ -148,14 +188,14 @@ class ProviderDriver {
       case Kind::publish: {
         auto r = co_await with_deadline(
             ctx_.kv.hset(std::string(core::sync_hkey), ctx_.config.sync.key, a.document),
-            ctx_.limits.store_timeout, "chainstore hset");
+            store_deadline(), "chainstore hset");
         if (r) ev.ack = *r;
         else fail_with(r.error());
         break;
       }
       case Kind::delete_upload: {
-        auto r = co_await with_deadline(ctx_.cas.delete_file(a.cid, true, false),
-                                        ctx_.limits.store_timeout, "r1fs delete_file");
+        auto r = co_await with_deadline(ctx_.cas.delete_file(a.cid, true, false), store_deadline(),
+                                        "r1fs delete_file");
         log_ignored(ctx_, a.kind, r);
         break;
       }
@@ -179,13 +219,13 @@ class ProviderDriver {
         break;
       }
       case Kind::report_failure: {
-        auto [inv, resp] = co_await ctx_.io_pool.run([&] {
+        const auto written = co_await ctx_.io_pool.run([&] {
           auto i = ctx_.control.write(io::invalid_name, a.document);
           auto r = ctx_.control.write(io::response_name, a.response);
           return std::pair{i, r};
         });
-        log_ignored(ctx_, a.kind, inv);
-        log_ignored(ctx_, a.kind, resp);
+        log_ignored(ctx_, a.kind, written.first);
+        log_ignored(ctx_, a.kind, written.second);
         break;
       }
       case Kind::discard_processing: {
@@ -271,41 +311,69 @@ class ProviderDriver {
     co_return stats->archive_size;
   }
 
-  void set_phase(std::string phase) {
-    if (ctx_.status) ctx_.status->update([&](InstanceStatus& s) { s.phase = std::move(phase); });
+  void set_phase(Phase phase) {
+    if (!ctx_.status || phase == phase_) return;
+    phase_ = phase;
+    ctx_.status->reset_progress();
+    ctx_.status->update([&](InstanceStatus& s) { s.phase = phase; });
   }
 
   void finish(const ProviderRunOutcome& out) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     if (out.succeeded)
       spdlog::info("[{}] provider: published cid={} in {:.3f} s", ctx_.config.id, out.cid, secs);
+    else if (out.cancelled)
+      spdlog::warn("[{}] provider: request cancelled after {:.3f} s; it runs again at the next start", ctx_.config.id,
+                   secs);
     else
       spdlog::warn("[{}] provider: request failed at stage {}: {}", ctx_.config.id,
                    out.failed_stage ? core::to_string(*out.failed_stage) : "?", out.error);
     if (!ctx_.status) return;
+    ctx_.status->reset_progress();
     ctx_.status->update([&](InstanceStatus& s) {
-      s.phase = "idle";
+      s.phase = Phase::idle;
       s.last_duration_s = secs;
       if (out.succeeded) {
         ++s.requests_ok;
         s.last_cid = out.cid;
+        s.last_publish = SyncPoint{.cid = out.cid, .version = out.version, .time = out.published_at,
+                                   .size = out.archive_size};
+      } else if (out.cancelled) {
+        s.error = LastError{.stage = Stage::cancelled, .message = "cancelled", .time = ctx_.clock.now()};
       } else {
         ++s.requests_failed;
         s.last_error = std::string(out.failed_stage ? core::to_string(*out.failed_stage) : "") + ": " + out.error;
+        s.error = LastError{.stage = out.failed_stage ? public_stage(*out.failed_stage) : Stage::validation,
+                            .message = out.error,
+                            .time = ctx_.clock.now()};
       }
     });
   }
 
   InstanceContext& ctx_;
+  bool cancelled_ = false;
+  Phase phase_ = Phase::idle;
+  std::uint64_t archive_size_ = 0;
   std::filesystem::path archive_;
   std::chrono::steady_clock::time_point started_{}, stop_began_{};
 };
 
 }  // namespace
 
-boost::asio::awaitable<ProviderRunOutcome> run_provider_once(InstanceContext& ctx) {
+boost::asio::awaitable<ProviderRunOutcome> run_provider_once(InstanceContext& ctx, const std::string* api_body) {
   ProviderDriver driver(ctx);
-  co_return co_await driver.run();
+  co_return co_await driver.run(api_body);
+}
+
+Stage public_stage(core::ProviderStage s) noexcept {
+  switch (s) {
+    case core::ProviderStage::validation: return Stage::validation;
+    case core::ProviderStage::archive_build: return Stage::archive_build;
+    case core::ProviderStage::r1fs_upload: return Stage::r1fs_upload;
+    case core::ProviderStage::chainstore_publish: return Stage::chainstore_publish;
+    case core::ProviderStage::runtime_stop: return Stage::runtime_stop;
+  }
+  return Stage::none;
 }
 
 }  // namespace carsync::runtime

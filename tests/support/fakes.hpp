@@ -9,6 +9,11 @@
 #include "core/error.hpp"
 #include "support/temp_dir.hpp"
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/json/value.hpp>
 
 #include <cmath>
@@ -60,6 +65,17 @@ class FakeClock final : public core::Clock {
   bool advance_;
 };
 
+// Waits until the awaiting coroutine is cancelled, then fails with errc::cancelled: an
+// operation that hangs and honours cancellation, as the real clients do.
+template <class T>
+boost::asio::awaitable<Result<T>> hang() {
+  boost::asio::steady_timer forever(co_await boost::asio::this_coro::executor,
+                                    boost::asio::steady_timer::time_point::max());
+  boost::system::error_code ec;
+  co_await forever.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+  co_return make_error(errc::cancelled, "cancelled while hanging");
+}
+
 class FakeContentStore final : public backend::ContentStore {
  public:
   struct DeleteCall {
@@ -82,9 +98,13 @@ class FakeContentStore final : public backend::ContentStore {
   std::vector<DeleteCall> deletes;
   std::vector<std::string> gets;  // every get_file argument
 
+  // add_file never answers until its coroutine is cancelled (a hung upload).
+  bool hang_on_add = false;
+
   backend::Task<Result<std::string>> add_file(std::filesystem::path file) override {
     added.push_back(file);
     if (on_add) on_add(file);
+    if (hang_on_add) co_return co_await hang<std::string>();
     if (error_on_add) co_return make_error(errc::store_failure, *error_on_add);
     if (empty_cid) co_return std::string();
     char cid[32];
@@ -189,9 +209,12 @@ class FakeContainer final : public backend::ContainerRuntime {
   std::optional<std::string> export_error;
   std::vector<std::string> exported;  // container paths asked for
 
+  bool hang_on_stop = false;  // stop never answers until cancelled
+
   boost::asio::awaitable<Result<void>> stop() override {
     lifecycle.emplace_back("stop");
     if (on_stop) on_stop();
+    if (hang_on_stop) co_return co_await hang<void>();
     if (stop_error) co_return make_error(errc::runtime_stop_failed, *stop_error);
     co_return Result<void>{};
   }

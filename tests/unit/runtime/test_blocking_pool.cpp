@@ -1,10 +1,13 @@
 #include "runtime/blocking_pool.hpp"
 
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <stdexcept>
 #include <thread>
 
 namespace carsync::runtime {
@@ -43,6 +46,63 @@ TEST(BlockingPool, DeadlineRaisesTheCancelFlag) {
   }, boost::asio::detached);
   ioc.run();
   EXPECT_TRUE(saw_cancel);
+}
+
+}  // namespace
+}  // namespace carsync::runtime
+
+namespace carsync::runtime {
+namespace {
+
+// Cancelling the awaiting coroutine raises the job's flag; the caller still resumes only
+// after the job returned.
+TEST(BlockingPool, CoroutineCancellationRaisesTheCancelFlag) {
+  boost::asio::io_context ioc;
+  BlockingPool pool(1);
+  boost::asio::cancellation_signal signal;
+  std::atomic<bool> job_started{false};
+  bool saw_cancel = false, job_returned = false;
+  boost::asio::co_spawn(
+      ioc,
+      [&]() -> boost::asio::awaitable<void> {
+        saw_cancel = co_await pool.run_cancellable(std::chrono::hours(1), [&](const std::atomic<bool>& cancel) {
+          job_started = true;
+          auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+          while (!cancel.load() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+          job_returned = true;
+          return cancel.load();
+        });
+        EXPECT_TRUE(job_returned);
+      },
+      boost::asio::bind_cancellation_slot(signal.slot(), boost::asio::detached));
+  // Emit once the job runs: poll the loop until then (bounded).
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!job_started && std::chrono::steady_clock::now() < until) ioc.poll();
+  signal.emit(boost::asio::cancellation_type::terminal);
+  ioc.run();
+  EXPECT_TRUE(saw_cancel);
+  EXPECT_EQ(pool.cancellable_in_flight(), 0u);
+}
+
+// A job that throws must not leave its flag registered (it used to leave a dangling pointer
+// that cancel_all() later wrote through).
+TEST(BlockingPool, AThrowingCancellableJobLeavesNothingRegistered) {
+  boost::asio::io_context ioc;
+  BlockingPool pool(1);
+  bool caught = false;
+  boost::asio::co_spawn(ioc, [&]() -> boost::asio::awaitable<void> {
+    try {
+      co_await pool.run_cancellable(std::chrono::seconds(5), [](const std::atomic<bool>&) -> int {
+        throw std::runtime_error("job failed");
+      });
+    } catch (const std::runtime_error&) {
+      caught = true;
+    }
+  }, boost::asio::detached);
+  ioc.run();
+  EXPECT_TRUE(caught);
+  EXPECT_EQ(pool.cancellable_in_flight(), 0u);
+  pool.cancel_all();  // writes through every registered flag: must touch nothing freed
 }
 
 }  // namespace

@@ -638,8 +638,10 @@ TEST_F(ProviderSupervisor, M152_SyncDisabledLeavesRequestUntouched) {
   runtime::InstanceSupervisor sup(config, svc, std::move(owned), ioc.get_executor());
   run(sup.prepare());
   EXPECT_FALSE(sup.active());
+  sup.start();  // nothing to supervise
   sup.poke();
-  run(sup.run());  // returns at once: nothing to supervise
+  EXPECT_TRUE(sup.drained());
+  run(sup.stop(std::chrono::seconds(1), false));
 
   EXPECT_EQ(read_file(control_file(io::request_name)), body);
   EXPECT_FALSE(control_exists(io::processing_name));
@@ -659,14 +661,16 @@ TEST_F(ProviderSupervisor, M153_ConsumerRoleDoesNotRunTheProviderLifecycle) {
   run(sup.prepare());
   ASSERT_TRUE(sup.active());
 
-  // The consumer pass reads the record; closing then lets run() end once that pass is over.
-  kv.on_hget = [&](const std::string&, const std::string&) { sup.close(); };
-  bool ended = false;
-  boost::asio::co_spawn(ioc, sup.run(), [&](std::exception_ptr) { ended = true; });
-  sup.poke();
+  // The consumer pass reads the record; stopping then ends the loop once that pass is over.
+  bool fetched = false;
+  kv.on_hget = [&](const std::string&, const std::string&) { fetched = true; };
+  sup.start();
   ioc.restart();
-  ioc.run_for(std::chrono::seconds(20));  // returns as soon as run() has ended
-  ASSERT_TRUE(ended);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!fetched && std::chrono::steady_clock::now() < deadline) ioc.run_one_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fetched);
+  run(sup.stop(std::chrono::seconds(20), false));
+  EXPECT_TRUE(sup.drained());
   EXPECT_EQ(kv.hgets, (std::vector<std::string>{std::string(sync_key)}));
 
   EXPECT_EQ(read_file(control_file(io::request_name)), body);
@@ -691,8 +695,13 @@ TEST_F(ProviderSupervisor, K144_SystemVolumeUnavailableDisablesSyncDespiteEnable
   EXPECT_FALSE(sup.status().enabled);
   ASSERT_TRUE(sup.status().config_error.has_value());
   EXPECT_NE(sup.status().config_error->find("system volume unavailable"), std::string::npos);
+  ASSERT_TRUE(sup.status().error.has_value());
+  EXPECT_EQ(sup.status().error->stage, Stage::system_volume);
+  EXPECT_EQ(sup.status().phase, Phase::disabled);
+  sup.start();  // nothing to supervise
   sup.poke();
-  run(sup.run());  // returns at once: nothing to supervise
+  EXPECT_TRUE(sup.drained());
+  run(sup.stop(std::chrono::seconds(1), false));
   EXPECT_TRUE(fake.lifecycle.empty());
   EXPECT_TRUE(kv.hsets.empty());
 }
@@ -707,18 +716,20 @@ TEST_F(ProviderSupervisor, EnabledProviderPublishesTheRequestPendingAtStart) {
   run(sup.prepare());
   ASSERT_TRUE(sup.active());
 
-  bool ended = false;
-  boost::asio::co_spawn(ioc, sup.run(), [&](std::exception_ptr) { ended = true; });
+  sup.start();
   ioc.restart();
   // Event-driven: each run_one_for returns as soon as a handler ran.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (sup.status().requests_ok + sup.status().requests_failed == 0 && std::chrono::steady_clock::now() < deadline)
     ioc.run_one_for(std::chrono::milliseconds(50));
-  sup.close();
-  ioc.run();
-  EXPECT_TRUE(ended);
+  run(sup.stop(std::chrono::seconds(20), false));
+  EXPECT_TRUE(sup.drained());
 
   EXPECT_EQ(sup.status().requests_ok, 1u) << sup.status().last_error.value_or("");
+  ASSERT_TRUE(sup.status().last_publish.has_value());
+  EXPECT_EQ(sup.status().last_publish->cid, sup.status().last_cid.value_or(""));
+  EXPECT_GT(sup.status().last_publish->size, 0u);
+  EXPECT_EQ(sup.status().phase, Phase::idle);
   EXPECT_EQ(control_json(io::response_name).at("status"), json::value("ok"));
   EXPECT_EQ(fake.lifecycle, (std::vector<std::string>{"stop", "start"}));
   EXPECT_EQ(kv.hsets.size(), 1u);
