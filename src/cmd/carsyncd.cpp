@@ -17,16 +17,6 @@
 #define CARSYNC_VERSION "unknown"
 #endif
 
-namespace {
-
-// Logs what the parser noticed but tolerated, for every instance.
-void log_config(const carsync::NodeConfig& cfg) {
-  for (const auto& ic : cfg.instances)
-    for (const auto& w : ic.sync.warnings) spdlog::warn("[{}] configuration: {}", ic.id, w);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   CLI::App app{"carsyncd: replicates container application state between hosts"};
   std::string config_file;
@@ -44,7 +34,6 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(log_level));
   try {
     auto cfg = carsync::load_node_config(config_file);
-    log_config(cfg);
     boost::asio::io_context ioc{1};
     carsync::Node node(std::move(cfg), ioc.get_executor());
 
@@ -56,7 +45,6 @@ int main(int argc, char** argv) {
             spdlog::info("SIGHUP: reloading {}", config_file);
             try {
               auto next = carsync::load_node_config(config_file);
-              log_config(next);
               if (auto r = node.reconfigure(std::move(next)); !r) spdlog::error("reload refused: {}", r.error().message);
             } catch (const carsync::ConfigError& e) {
               spdlog::error("reload: {}: nothing changed", e.what());

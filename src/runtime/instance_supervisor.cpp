@@ -84,7 +84,6 @@ void InstanceSupervisor::set_disabled(Stage stage, const std::string& why) {
 
 asio::awaitable<void> InstanceSupervisor::prepare() {
   const auto& id = config_.id;
-  for (const auto& w : config_.sync.warnings) spdlog::warn("[{}] configuration: {}", id, w);
   if (auto why = core::disabled_reason(config_); !why.empty()) {
     if (config_.error) spdlog::error("[{}] instance disabled: {}", id, why);
     else spdlog::info("[{}] sync disabled: {}", id, why);

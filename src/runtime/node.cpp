@@ -48,6 +48,12 @@ std::string host_name() {
   return buf;
 }
 
+// What the parser noticed but tolerated: logged whenever a configuration is taken in (start,
+// add, update, reload), so an operator sees it at the moment it matters.
+void log_warnings(const InstanceConfig& ic) {
+  for (const auto& w : ic.sync.warnings) spdlog::warn("[{}] configuration: {}", ic.id, w);
+}
+
 Error unknown(std::string_view id) {
   return make_error(errc::unknown_instance, "no instance \"" + std::string(id) + "\"", "id");
 }
@@ -351,7 +357,6 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
       }
       services_group.spawn(control_watch.run());
       services_group.spawn(rescan_loop());
-      services_group.spawn(op_loop());
       std::size_t active = 0;
       for (const auto& sup : snapshot_members()) {
         if (!sup->active()) continue;
@@ -361,6 +366,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
       }
       spdlog::info("carsyncd ready: node={} instances={} active={} engine={} backend={} data_dir={}", cfg.node_id,
                    snapshot_members().size(), active, to_string(engine), cfg.backend.kind, cfg.data_dir.string());
+      services_group.spawn(op_loop());  // membership changes queued meanwhile apply from here on
       boost::system::error_code ec;
       co_await stop_requested.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
@@ -464,6 +470,7 @@ Node::Node(NodeConfig config, asio::any_io_executor executor) {
   impl_ = std::make_shared<Impl>(std::move(config), std::move(ioc), std::move(executor));
   auto& im = *impl_;
   for (auto ic : im.cfg.instances) {
+    log_warnings(ic);
     im.desired.emplace(ic.id, ic);
     im.members.push_back(im.make_member(std::move(ic)));
   }
@@ -524,6 +531,7 @@ void Node::on_stopped(std::function<void()> callback) {
 
 Result<void> Node::add_instance(InstanceConfig instance, Completion done) {
   if (auto bad = core::validate_instance(instance)) return *bad;
+  log_warnings(instance);
   std::lock_guard l(impl_->mu);
   if (impl_->state == Impl::State::stopping || impl_->state == Impl::State::stopped)
     return make_error(errc::not_running, "the node is shutting down");
@@ -537,6 +545,7 @@ Result<void> Node::add_instance(InstanceConfig instance, Completion done) {
 
 Result<void> Node::update_instance(InstanceConfig instance, Completion done) {
   if (auto bad = core::validate_instance(instance)) return *bad;
+  log_warnings(instance);
   std::lock_guard l(impl_->mu);
   if (impl_->state == Impl::State::stopping || impl_->state == Impl::State::stopped)
     return make_error(errc::not_running, "the node is shutting down");
@@ -569,7 +578,10 @@ Result<void> Node::reconfigure(NodeConfig config, Completion done) {
     return make_error(errc::not_running, "the node is shutting down");
   std::size_t added = 0, updated = 0, removed = 0;
   std::map<std::string, InstanceConfig> next;
-  for (auto& ic : config.instances) next.emplace(ic.id, ic);
+  for (auto& ic : config.instances) {
+    log_warnings(ic);
+    next.emplace(ic.id, ic);
+  }
   for (auto it = im.desired.begin(); it != im.desired.end();) {
     if (next.contains(it->first)) {
       ++it;

@@ -83,6 +83,25 @@ class ChildProcess {
     if (reader_.joinable()) reader_.join();
   }
 
+  pid_t pid() const noexcept { return pid_; }
+  void signal(int sig) const {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  // The exit status once the child has exited by itself within `limit` (nullopt: running).
+  std::optional<int> wait_exit(Clock::duration limit) {
+    const auto deadline = Clock::now() + limit;
+    int status = 0;
+    while (pid_ > 0 && Clock::now() < deadline) {
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        if (reader_.joinable()) reader_.join();
+        return status;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return std::nullopt;
+  }
+
   // True once `text` has appeared in the output; false at the deadline or at EOF.
   bool wait_for_output(std::string_view text, Clock::duration limit) {
     std::unique_lock lock(mu_);

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <optional>
 #include <thread>
@@ -284,6 +285,75 @@ TEST_F(NodeTest, StopBeforeStartAndOwnThreadMode) {
   }
   own.stop();
   EXPECT_TRUE(own.wait_for(10s));
+}
+
+}  // namespace
+}  // namespace carsync
+
+namespace carsync {
+namespace {
+
+bool is_mount_point(const fs::path& p) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  const std::string want = " " + fs::weakly_canonical(p).string() + " ";
+  while (std::getline(in, line))
+    if (line.find(want) != std::string::npos) return true;
+  return false;
+}
+
+// The system volume as the reference provisions it: adding the instance mounts its ext4
+// image, removing it unmounts and detaches; the image and its contents survive.
+TEST_F(NodeTest, SystemVolumeImageIsMountedWhileTheInstanceLives) {
+  if (::geteuid() != 0 || !fs::exists("/dev/loop-control")) GTEST_SKIP() << "needs root and loop devices";
+  Node node(node_config(), ioc.get_executor());
+  node.start();
+  auto ic = instance("img", Role::provider);
+  ic.system_volume_image = SystemVolumeImage{.image_dir = tmp / "images", .size_bytes = 10 << 20};
+  fs::create_directories(tmp / "images");
+  std::optional<Result<void>> added;
+  ASSERT_TRUE(node.add_instance(ic, [&](Result<void> r) { added = r; }));
+  ASSERT_TRUE(run_until([&] { return added.has_value(); }));
+  EXPECT_TRUE(is_mount_point(ic.system_volume));
+  EXPECT_TRUE(fs::is_directory(ic.system_volume / "volume-sync"));
+  write_file(ic.system_volume / "volume-sync" / "keep.txt", "kept");
+
+  std::optional<Result<void>> removed;
+  ASSERT_TRUE(node.remove_instance("img", {}, [&](Result<void> r) { removed = r; }));
+  ASSERT_TRUE(run_until([&] { return removed.has_value(); }));
+  EXPECT_FALSE(is_mount_point(ic.system_volume));
+  EXPECT_TRUE(fs::exists(tmp / "images/img.img"));
+
+  // Added again: the same image, its contents intact.
+  added.reset();
+  ASSERT_TRUE(node.add_instance(ic, [&](Result<void> r) { added = r; }));
+  ASSERT_TRUE(run_until([&] { return added.has_value(); }));
+  EXPECT_EQ(read_file(ic.system_volume / "volume-sync" / "keep.txt"), "kept");
+  removed.reset();
+  ASSERT_TRUE(node.remove_instance("img", {}, [&](Result<void> r) { removed = r; }));
+  ASSERT_TRUE(run_until([&] { return removed.has_value(); }));
+  EXPECT_FALSE(is_mount_point(ic.system_volume));
+  node.stop();
+  ASSERT_TRUE(run_until([&] { return node.wait_for(0ms); }));
+}
+
+// A failed image step marks the system volume unavailable with the reason: sync disabled.
+TEST_F(NodeTest, UnusableSystemVolumeImageDisablesTheInstanceWithTheReason) {
+  Node node(node_config(), ioc.get_executor());
+  node.start();
+  auto ic = instance("img", Role::provider);
+  ic.system_volume_image = SystemVolumeImage{.image_dir = tmp / "missing-parent/images", .size_bytes = 10 << 20};
+  std::optional<Result<void>> added;
+  ASSERT_TRUE(node.add_instance(ic, [&](Result<void> r) { added = r; }));
+  ASSERT_TRUE(run_until([&] { return added.has_value(); }));
+  auto s = node.status();
+  ASSERT_EQ(s.instances.size(), 1u);
+  EXPECT_FALSE(s.instances[0].enabled);
+  EXPECT_EQ(s.instances[0].phase, Phase::disabled);
+  ASSERT_TRUE(s.instances[0].error.has_value());
+  EXPECT_EQ(s.instances[0].error->stage, Stage::system_volume);
+  node.stop();
+  ASSERT_TRUE(run_until([&] { return node.wait_for(0ms); }));
 }
 
 }  // namespace
