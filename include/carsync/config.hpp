@@ -80,6 +80,9 @@ struct BackendConfig {
   std::string kind = "local";  // "local" (embedded stores under data_dir) or "r1"
   std::string cstore_url;      // r1 only; empty: the spec's environment variables
   std::string r1fs_url;        // r1 only; empty: the spec's environment variables
+  // local only: where the embedded stores live (cas/, kv/); empty: data_dir. Several nodes
+  // (each with its own data_dir) may share one store directory, as hosts share ChainStore.
+  std::filesystem::path store_dir;
 };
 
 struct RuntimeLimits {

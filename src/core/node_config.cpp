@@ -30,7 +30,7 @@ using Keys = std::span<const std::string_view>;
 constexpr std::string_view node_keys[] = {"data_dir",      "node_id",        "backend", "volume_roots",
                                           "legacy_volumes_root", "docker_socket", "system_volume_image",
                                           "control_socket", "limits", "instances"};
-constexpr std::string_view backend_keys[] = {"kind", "cstore_url", "r1fs_url"};
+constexpr std::string_view backend_keys[] = {"kind", "cstore_url", "r1fs_url", "store_dir"};
 constexpr std::string_view limits_keys[] = {
     "archive_workers", "io_workers",      "uring_queue_depth", "read_block_size",   "rescan_interval_s",
     "step_timeout_s",  "store_timeout_s", "shutdown_grace_s",  "cleanup_timeout_s", "file_engine"};
@@ -113,6 +113,10 @@ BackendConfig parse_backend(const json::value* v) {
     fail("backend.kind must be \"local\" or \"r1\", got \"" + b.kind + "\"", "backend.kind");
   b.cstore_url = optional_string(o, "cstore_url", "backend").value_or("");
   b.r1fs_url = optional_string(o, "r1fs_url", "backend").value_or("");
+  if (auto dir = optional_string(o, "store_dir", "backend")) {
+    if (!dir->starts_with("/")) fail("backend.store_dir must be an absolute path, got \"" + *dir + "\"", "backend.store_dir");
+    b.store_dir = *dir;
+  }
   return b;
 }
 

@@ -409,6 +409,7 @@ Result<std::string> Scanner::stage(const std::string& name, std::size_t index, s
     if (n == 0) break;
     got += static_cast<std::uint64_t>(n);
     if (got > size) break;  // reported below; libarchive should never hand out more
+    if (ctx_.progress) ctx_.progress->fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     if (auto w = write_all(fd->get(), std::string_view(buf_.get(), static_cast<std::size_t>(n))); !w)
       return w.error();
   }

@@ -35,6 +35,8 @@ struct ScanContext {
   std::vector<std::string> manifest_paths;
   ScanLimits limits;
   bool fsync_blobs = false;
+  // Bytes staged so far, for status readers on other threads (nullptr: not counted).
+  std::atomic<std::uint64_t>* progress = nullptr;
 };
 
 // Scans `archive` (tar compressed with gzip or zstd) and stages every regular member as

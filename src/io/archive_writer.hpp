@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -21,6 +22,8 @@ namespace carsync::io {
 struct ArchiveOptions {
   ArchiveFormat format = ArchiveFormat::tar_gz;
   int level = 6;
+  // Content bytes read so far, for status readers on other threads (nullptr: not counted).
+  std::atomic<std::uint64_t>* progress = nullptr;
 };
 
 class ArchiveWriter {

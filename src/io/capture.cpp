@@ -27,8 +27,8 @@ bool has_code(const Error& e, errc c) { return e.code == make_error_code(c); }
 class SourceCapture {
  public:
   SourceCapture(const core::ResolvedPath& src, ArchiveWriter& writer, FileReader& reader,
-                const std::atomic<bool>* cancel, CaptureStats& stats)
-      : src_(src), writer_(writer), reader_(reader), cancel_(cancel), stats_(stats),
+                const std::atomic<bool>* cancel, CaptureStats& stats, std::atomic<std::uint64_t>* progress)
+      : src_(src), writer_(writer), reader_(reader), cancel_(cancel), stats_(stats), progress_(progress),
         prefix_(src.container_path.substr(src.container_path.find_first_not_of('/'))) {}
 
   Result<void> run() {
@@ -106,6 +106,7 @@ class SourceCapture {
       auto r = reader_.stream(fd.get(), static_cast<std::uint64_t>(st.st_size),
                               [&](std::span<const std::byte> chunk) -> Result<void> {
                                 if (auto c = check_cancel(); !c) return c;
+                                if (progress_) progress_->fetch_add(chunk.size(), std::memory_order_relaxed);
                                 return sink(chunk);
                               });
       if (!r && has_code(r.error(), errc::io_failure))
@@ -177,6 +178,7 @@ class SourceCapture {
   ArchiveWriter& writer_;
   FileReader& reader_;
   const std::atomic<bool>* cancel_;
+  std::atomic<std::uint64_t>* progress_;
   CaptureStats& stats_;
   std::string prefix_;  // member name of the source: container path without leading '/'
 };
@@ -195,7 +197,7 @@ Result<CaptureStats> build_offline_archive(std::span<const core::ResolvedPath> s
     for (const auto& src : sources) {
       if (src.container_path.find_first_not_of('/') == std::string::npos)
         return make_error(errc::path_rejected, "archive source must not be '/'");
-      if (auto r = SourceCapture(src, **writer, reader, cancel, stats).run(); !r) return r;
+      if (auto r = SourceCapture(src, **writer, reader, cancel, stats, opts.progress).run(); !r) return r;
     }
     auto size = (*writer)->finish();
     if (!size) return size.error();

@@ -539,8 +539,8 @@ Result<void> copy_bytes(int in, int out, std::uint64_t size, std::string_view wh
 
 struct PhaseA {
   PhaseA(const ApplyPlan& plan, const Built& built, const std::vector<Volume>& vols, Ctx& ctx,
-         const std::atomic<bool>* cancel, int staging_fd)
-      : plan(plan), built(built), vols(vols), ctx(ctx), cancel(cancel), staging_fd(staging_fd) {}
+         const std::atomic<bool>* cancel, int staging_fd, std::atomic<std::uint64_t>* progress)
+      : plan(plan), built(built), vols(vols), ctx(ctx), cancel(cancel), staging_fd(staging_fd), progress(progress) {}
 
   const ApplyPlan& plan;
   const Built& built;
@@ -548,6 +548,7 @@ struct PhaseA {
   Ctx& ctx;
   const std::atomic<bool>* cancel;
   int staging_fd;
+  std::atomic<std::uint64_t>* progress;
   std::set<Key> touched;
   std::set<std::string> linked_blobs;
   DirCache dirs;
@@ -562,6 +563,7 @@ struct PhaseA {
       if (cancel && cancel->load(std::memory_order_relaxed)) return make_error(errc::cancelled, "apply cancelled");
       if (auto r = ctx.step("file", i); !r) return r;
       if (auto r = write_temp(j.files[i], *built.file_entries[i]); !r) return r;
+      if (progress) progress->fetch_add(built.file_entries[i]->size, std::memory_order_relaxed);
     }
     std::set<std::size_t> volumes;
     for (const auto& key : touched) volumes.insert(key.first);
@@ -694,7 +696,7 @@ ApplyOutcome commit_plan(const ApplyPlan& plan, const std::filesystem::path& jou
     return finish();
   };
 
-  PhaseA phase_a(plan, *built, *vols, ctx, cancel, staging.get());
+  PhaseA phase_a(plan, *built, *vols, ctx, cancel, staging.get(), opts.progress);
   if (auto r = phase_a.run(); !r) return roll_back_after(r.error());
   staging.reset();
 

@@ -47,6 +47,8 @@ struct ApplyOptions {
   ApplyDurability durability = ApplyDurability::syncfs;
   std::string cid;
   ApplyFaultHook fault;
+  // Bytes of file content placed so far, for status readers on other threads (nullptr: not counted).
+  std::atomic<std::uint64_t>* progress = nullptr;
 };
 
 struct ApplyOutcome {

@@ -138,15 +138,16 @@ class BlockingPool {
   };
 
   // run(), with the awaiting coroutine's cancellation slot raising `cancel` instead of
-  // abandoning the job (which must finish before the caller's frame may go).
+  // abandoning the job (which must finish before the caller's frame may go). The flag
+  // reaches the initiation as an argument, not a capture: the initiation closure is a
+  // prvalue inside co_await, and g++ 12 would destroy a captured shared_ptr twice.
   template <class F>
   auto run_with_slot(const Flag& cancel, F f) -> asio::awaitable<std::invoke_result_t<F&>> {
     using R = std::invoke_result_t<F&>;
     auto out = co_await asio::async_initiate<const asio::use_awaitable_t<>, void(std::exception_ptr, std::optional<R>)>(
-        [this, flag = cancel](auto handler, F job) {
+        [this](auto handler, F job, const Flag& flag) {
           auto slot = asio::get_associated_cancellation_slot(handler);
-          if (slot.is_connected())
-            slot.assign([flag](asio::cancellation_type) { flag->store(true); });
+          if (slot.is_connected()) slot.assign([flag](asio::cancellation_type) { flag->store(true); });
           asio::post(pool_, [job = std::move(job), handler = std::move(handler)]() mutable {
             std::exception_ptr error;
             std::optional<R> value;
@@ -163,7 +164,7 @@ class BlockingPool {
             });
           });
         },
-        asio::use_awaitable, std::move(f));
+        asio::use_awaitable, std::move(f), cancel);
     co_return std::move(*out);
   }
 

@@ -45,6 +45,13 @@ std::string sha256_hex(std::string_view text) {
   return out;
 }
 
+// A non-negative JSON integer, else 0 (sizes and counts from records and state files).
+std::uint64_t as_count(const json::value& v) {
+  if (v.is_uint64()) return v.get_uint64();
+  if (v.is_int64() && v.get_int64() >= 0) return static_cast<std::uint64_t>(v.get_int64());
+  return 0;
+}
+
 // A small host-private JSON file; absent or unparseable reads as nullopt.
 std::optional<json::value> read_json(const fs::path& file) {
   std::error_code ec;
@@ -171,11 +178,16 @@ class ConsumerDriver {
       }
       case Kind::download: {
         auto t0 = std::chrono::steady_clock::now();
+        std::uint64_t expected = 0;  // the manifest's archive size (validated before this step)
+        if (const auto* size = m.record().as_object().at("manifest").as_object().if_contains("archive_size_bytes"))
+          expected = as_count(*size);
+        if (ctx_.status) ctx_.status->reset_progress(expected);
         auto r = co_await with_deadline(ctx_.cas.get_file(a.cid), step_deadline(), "r1fs download");
         if (!r) ev.error = r.error();
         else if (r->empty()) ev.error = make_error(errc::store_failure, "r1fs.get_file returned no path");
         else {
           download_ = *r;
+          if (ctx_.status) ctx_.status->progress_done() = expected;
           spdlog::info("[{}] consumer: downloaded cid={} in {:.3f} s", id, a.cid,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         }
@@ -196,6 +208,10 @@ class ConsumerDriver {
         // Never interrupted (a plain job): the journal makes it crash-safe, not cancellable.
         io::ApplyOptions opts;
         opts.semantics = ctx_.config.sync.apply_semantics;
+        if (ctx_.status) {
+          ctx_.status->reset_progress(plan_->total_bytes);
+          opts.progress = &ctx_.status->progress_done();
+        }
         opts.cid = cid_of(m);
         auto journal = apply_journal_path(ctx_);
         auto outcome = co_await ctx_.cpu_pool.run([&] { return io::commit_plan(*plan_, journal, opts); });
@@ -256,6 +272,7 @@ class ConsumerDriver {
     io::ScanContext sctx;
     sctx.mounts = ctx_.config.volumes;
     sctx.policy = &ctx_.policy;
+    if (ctx_.status) sctx.progress = &ctx_.status->progress_done();
     const auto& manifest = m.record().as_object().at("manifest").as_object();
     for (const auto& p : manifest.at("archive_paths").as_array()) sctx.manifest_paths.emplace_back(p.as_string());
     auto t0 = std::chrono::steady_clock::now();
@@ -354,8 +371,8 @@ class ConsumerDriver {
                          core::ConsumerStage::runtime_stop, core::ConsumerStage::commit})
         if (core::to_string(stage) == name) info.stage = public_stage(stage);
     }
-    if (const auto* n = q.if_contains("failure_count"); n && n->is_number()) info.failure_count = n->to_number<std::uint64_t>();
-    if (const auto* t = q.if_contains("next_retry_after"); t && t->is_number()) info.until = t->to_number<double>();
+    if (const auto* n = q.if_contains("failure_count")) info.failure_count = as_count(*n);
+    if (const auto* t = q.if_contains("next_retry_after"); t && t->is_number()) info.until = t->to_number<double>();  // any number converts
     return info;
   }
 

@@ -123,8 +123,9 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
     if (cfg.backend.kind == "r1") {
       std::tie(cas, kv) = net::make_r1_backend(cfg.backend, ex, cfg.data_dir / "downloads", cfg.limits.store_timeout);
     } else {
-      cas = std::make_unique<runtime::LocalContentStore>(cfg.data_dir / "cas", io_pool);
-      auto local = std::make_unique<runtime::LocalKvStore>(cfg.data_dir / "kv", io_pool, ex);
+      const auto stores = cfg.backend.store_dir.empty() ? cfg.data_dir : cfg.backend.store_dir;
+      cas = std::make_unique<runtime::LocalContentStore>(stores / "cas", io_pool);
+      auto local = std::make_unique<runtime::LocalKvStore>(stores / "kv", io_pool, ex);
       local_kv = local.get();
       kv = std::move(local);
     }
@@ -570,6 +571,7 @@ Result<void> Node::remove_instance(std::string_view id, RemoveOptions options, C
 Result<void> Node::reconfigure(NodeConfig config, Completion done) {
   auto& im = *impl_;
   if (config.data_dir != im.cfg.data_dir || config.backend.kind != im.cfg.backend.kind ||
+      config.backend.store_dir != im.cfg.backend.store_dir ||
       config.backend.cstore_url != im.cfg.backend.cstore_url || config.backend.r1fs_url != im.cfg.backend.r1fs_url ||
       config.volume_roots != im.cfg.volume_roots || config.docker_socket != im.cfg.docker_socket)
     spdlog::warn("reload: data_dir, backend, volume_roots and docker_socket take effect at the next start");

@@ -168,7 +168,10 @@ Side make_side(const TempDir& tmp, const std::string& id) {
   return s;
 }
 
-void write_config(const fs::path& file, const fs::path& data_dir, const Side& side, std::string_view role) {
+// Each daemon owns its data_dir (one owner per data_dir); they share the embedded stores as
+// two hosts share R1FS and ChainStore.
+void write_config(const fs::path& file, const fs::path& data_dir, const fs::path& store_dir, const Side& side,
+                  std::string_view role) {
   json::object instance{
       {"id", side.id},
       {"container", nullptr},
@@ -179,7 +182,7 @@ void write_config(const fs::path& file, const fs::path& data_dir, const Side& si
   write_file(file, json::serialize(json::object{
                        {"data_dir", data_dir.string()},
                        {"node_id", "itest-" + side.id},
-                       {"backend", json::object{{"kind", "local"}}},
+                       {"backend", json::object{{"kind", "local"}, {"store_dir", store_dir.string()}}},
                        {"limits", json::object{{"rescan_interval_s", 3600}}},
                        {"instances", json::array{std::move(instance)}},
                    }));
@@ -195,8 +198,8 @@ void drop_request(const Side& provider) {
 class TwoDaemons : public ::testing::Test {
  protected:
   void SetUp() override {
-    write_config(tmp / "provider.json", tmp / "data", provider, "provider");
-    write_config(tmp / "consumer.json", tmp / "data", consumer, "consumer");
+    write_config(tmp / "provider.json", tmp / "data-provider", tmp / "stores", provider, "provider");
+    write_config(tmp / "consumer.json", tmp / "data-consumer", tmp / "stores", consumer, "consumer");
   }
 
   // Drops a request, waits for the publish and then for the consumer's apply; returns the

@@ -242,6 +242,15 @@ TEST(NodeConfig, CleanupTimeoutBounds) {
   }
 }
 
+TEST(NodeConfig, LocalStoreDirDefaultsToDataDirAndMustBeAbsolute) {
+  EXPECT_TRUE(parse_node_config(R"({"data_dir": "/d"})").backend.store_dir.empty());
+  EXPECT_EQ(parse_node_config(R"({"data_dir": "/d", "backend": {"kind": "local", "store_dir": "/shared"}})")
+                .backend.store_dir,
+            std::filesystem::path("/shared"));
+  expect_config_error(R"({"data_dir": "/d", "backend": {"store_dir": "rel"}})", "backend.store_dir",
+                      "backend.store_dir");
+}
+
 TEST(NodeConfig, SystemVolumeImageSizeAndDirBounds) {
   const auto node_image = [](std::string_view image) {
     return parse_node_config(R"({"data_dir": "/d", "system_volume_image": )" + std::string(image) + "}")

@@ -125,6 +125,9 @@ TEST_F(ProviderActor, RemovedDuringCaptureStartsTheContainerAgain) {
   start();
   ASSERT_TRUE(run_until(ioc, [&] { return saw(Phase::archiving) && !fake->lifecycle.empty(); }));
   ASSERT_EQ(fake->lifecycle, (std::vector<std::string>{"stop"}));
+  // The status reports the capture's progress while it runs (bytes read so far).
+  ASSERT_TRUE(run_until(ioc, [&] { return sup->status().progress.done > 0; }));
+  EXPECT_EQ(sup->status().phase, Phase::archiving);
 
   const double took = timed_run(ioc, sup->stop(10ms, /*restore=*/true));
   EXPECT_LT(took, 5.0);
