@@ -8,6 +8,7 @@
 #include "io/atomic_json.hpp"
 #include "io/secure_fs.hpp"
 #include "io/staged_apply.hpp"
+#include "runtime/cancellation.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/retire.hpp"
 
@@ -84,14 +85,14 @@ class ConsumerDriver {
     core::ConsumerLifecycle machine(std::move(record), std::move(params));
     core::ConsumerEvent first;
     first.now = ctx_.clock.now();
-    first.cancelled = cancelled_ = co_await cancelled();
+    first.cancelled = cancelled_ = co_await was_cancelled();
     auto action = machine.resume(first);
     if (action.kind != Kind::done) started_ = std::chrono::steady_clock::now();
     while (action.kind != Kind::done) {
       set_phase(phase_of(action.kind));
       core::ConsumerEvent ev = co_await perform(machine, action);
       ev.now = ctx_.clock.now();
-      const bool now_cancelled = co_await cancelled();  // no co_await inside || (g++ 12)
+      const bool now_cancelled = co_await was_cancelled();  // no co_await inside || (g++ 12)
       ev.cancelled = cancelled_ = cancelled_ || now_cancelled;
       action = machine.resume(ev);
     }
@@ -291,15 +292,8 @@ class ConsumerDriver {
     return cid.is_string() ? std::string(cid.as_string()) : json::serialize(cid);
   }
 
-  static boost::asio::awaitable<bool> cancelled() {
-    auto state = co_await boost::asio::this_coro::cancellation_state;
-    co_return state.cancelled() != boost::asio::cancellation_type::none;
-  }
-
-  // After a cancellation only clean-up and finalisation run, with the short clean-up bound.
   std::chrono::steady_clock::duration step_deadline() const {
-    return cancelled_ ? std::chrono::steady_clock::duration(ctx_.limits.cleanup_timeout)
-                      : std::chrono::steady_clock::duration(ctx_.limits.step_timeout);
+    return runtime::step_deadline(cancelled_, ctx_.limits, ctx_.limits.step_timeout);
   }
 
   static Phase phase_of(Kind k) {

@@ -4,6 +4,7 @@
 #include "core/request.hpp"
 #include "io/capture.hpp"
 #include "io/online_capture.hpp"
+#include "runtime/cancellation.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/retire.hpp"
 
@@ -95,13 +96,13 @@ class ProviderDriver {
 
     core::ProviderEvent first;
     first.now = ctx_.clock.now();
-    first.cancelled = co_await cancelled();
+    first.cancelled = co_await was_cancelled();
     cancelled_ = first.cancelled;
     auto action = machine->resume(first);
     while (action.kind != Kind::done) {
       core::ProviderEvent ev = co_await perform(*machine, action);
       ev.now = ctx_.clock.now();
-      const bool now_cancelled = co_await cancelled();  // no co_await inside || (g++ 12)
+      const bool now_cancelled = co_await was_cancelled();  // no co_await inside || (g++ 12)
       ev.cancelled = cancelled_ = cancelled_ || now_cancelled;
       action = machine->resume(ev);
     }
@@ -119,19 +120,11 @@ class ProviderDriver {
   }
 
  private:
-  static boost::asio::awaitable<bool> cancelled() {
-    auto state = co_await boost::asio::this_coro::cancellation_state;
-    co_return state.cancelled() != boost::asio::cancellation_type::none;
-  }
-
-  // After a cancellation only clean-up runs, with the short clean-up bound.
   std::chrono::steady_clock::duration step_deadline() const {
-    return cancelled_ ? std::chrono::steady_clock::duration(ctx_.limits.cleanup_timeout)
-                      : std::chrono::steady_clock::duration(ctx_.limits.step_timeout);
+    return runtime::step_deadline(cancelled_, ctx_.limits, ctx_.limits.step_timeout);
   }
   std::chrono::steady_clock::duration store_deadline() const {
-    return cancelled_ ? std::chrono::steady_clock::duration(ctx_.limits.cleanup_timeout)
-                      : std::chrono::steady_clock::duration(ctx_.limits.store_timeout);
+    return runtime::step_deadline(cancelled_, ctx_.limits, ctx_.limits.store_timeout);
   }
 
   static Phase phase_of(Kind k) {

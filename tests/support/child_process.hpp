@@ -117,18 +117,8 @@ class ChildProcess {
   // SIGTERM, then the wait status within `limit` (nullopt: still running).
   std::optional<int> terminate(Clock::duration limit) {
     if (pid_ <= 0) return std::nullopt;
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + limit;
-    int status = 0;
-    while (Clock::now() < deadline) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        if (reader_.joinable()) reader_.join();
-        return status;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return std::nullopt;
+    signal(SIGTERM);
+    return wait_exit(limit);
   }
 
  private:

@@ -4,6 +4,7 @@
 #include "runtime/instance_supervisor.hpp"
 #include "support/consumer_fixture.hpp"
 #include "support/provider_fixture.hpp"
+#include "support/run_until.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <gmock/gmock.h>
@@ -33,17 +34,6 @@ runtime::NodeServices services_for(FakeContentStore& cas, FakeKvStore& kv, runti
                                .data_dir = data_dir,
                                .engine = io::EngineKind::portable,
                                .limits = limits};
-}
-
-// Runs the loop until `pred` holds (each run_one_for returns as soon as a handler ran).
-bool run_until(asio::io_context& ioc, const std::function<bool()>& pred, std::chrono::seconds limit = 20s) {
-  ioc.restart();
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    ioc.run_one_for(50ms);
-  }
-  return true;
 }
 
 // Runs `op` to completion on `ioc` and returns how long it took.

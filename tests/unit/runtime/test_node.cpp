@@ -2,6 +2,7 @@
 // running, status events with generations, publish and unhalt through the API, validation
 // with typed errors, one owner per data_dir, a bounded shutdown.
 #include "carsync/node.hpp"
+#include "support/run_until.hpp"
 #include "support/temp_dir.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -53,13 +54,7 @@ class NodeTest : public ::testing::Test {
 
   // Runs the caller's loop until `pred` holds (bounded).
   bool run_until(const std::function<bool()>& pred, std::chrono::seconds limit = 30s) {
-    ioc.restart();
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      ioc.run_one_for(50ms);
-    }
-    return true;
+    return test::run_until(ioc, pred, limit);
   }
 
   static const InstanceStatus* find(const NodeStatus& s, const std::string& id) {
