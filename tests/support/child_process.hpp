@@ -1,5 +1,5 @@
 #pragma once
-// Child processes for integration tests (carsyncd, `carsync devnode`), their output kept
+// Child processes for integration tests (carsyncd, `carsync-devnode`), their output kept
 // for assertions and failure messages, and small polling helpers.
 #include "io/unique_fd.hpp"
 #include "support/temp_dir.hpp"
