@@ -1,5 +1,7 @@
 #include "core/request.hpp"
 
+#include <cmath>
+
 #include "core/json_text.hpp"
 
 #include <array>
@@ -55,6 +57,28 @@ RequestRejection reject(errc code, std::string message) {
 
 }  // namespace
 
+std::optional<std::string> non_finite_number(const json::value& v, const std::string& path) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      if (!std::isfinite(v.get_double())) return path.empty() ? std::string("the document") : path;
+      return std::nullopt;
+    case json::kind::object:
+      for (const auto& kv : v.get_object()) {
+        const std::string key(kv.key());
+        if (auto w = non_finite_number(kv.value(), path.empty() ? key : path + "." + key)) return w;
+      }
+      return std::nullopt;
+    case json::kind::array: {
+      std::size_t i = 0;
+      for (const auto& item : v.get_array())
+        if (auto w = non_finite_number(item, path + "[" + std::to_string(i++) + "]")) return w;
+      return std::nullopt;
+    }
+    default:
+      return std::nullopt;
+  }
+}
+
 boost::json::object RuntimeSpec::to_json() const {
   return {{"provider_capture", provider_capture}, {"consumer_apply", consumer_apply}};
 }
@@ -83,6 +107,15 @@ boost::system::result<SyncRequest, RequestRejection> parse_request(std::string_v
   }
   if (!parsed->is_object()) {
     auto r = reject(errc::invalid_request, "request.json must be a JSON object");
+    r.raw_body = first_code_points(bytes, raw_body_code_points);
+    return r;
+  }
+  // A number beyond double's range parses as ±infinity, which no JSON reader can read back
+  // once published (spec §5.1 leaves NaN/Infinity out of the contract): refused, and not
+  // echoed as JSON either (the raw text is), so nothing carsync writes becomes unreadable.
+  if (auto where = non_finite_number(*parsed, "")) {
+    auto r = reject(errc::invalid_request, "request.json: " + *where +
+                                               " is a number outside the range of a double; send it as a string");
     r.raw_body = first_code_points(bytes, raw_body_code_points);
     return r;
   }

@@ -47,7 +47,12 @@ struct RequestContext {
   bool allow_online_capture = false;
 };
 
-// Steps 6-9 of §5.2 over the bytes read from request.json.processing.
+// The dotted path of the first non-finite number in `v` ("metadata.x", "a[2]"), if any:
+// what JSON cannot carry. `path` prefixes the result.
+std::optional<std::string> non_finite_number(const boost::json::value& v, const std::string& path);
+
+// Steps 6-9 of §5.2 over the bytes read from request.json.processing. A number outside the
+// range of a double (it would be published as an unreadable Infinity) is refused.
 boost::system::result<SyncRequest, RequestRejection> parse_request(std::string_view bytes,
                                                                    const RequestContext& ctx);
 

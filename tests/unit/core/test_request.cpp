@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace carsync::core {
@@ -228,6 +230,50 @@ TEST_F(RequestTest, DuplicatePathsAreKept) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->archive_paths.size(), 2u);
   EXPECT_EQ(r->sources.size(), 2u);
+}
+
+}  // namespace
+}  // namespace carsync::core
+
+namespace carsync::core {
+namespace {
+
+// A number beyond double's range used to be accepted and published as Infinity, which no
+// reader can parse: every consumer of the key stalled until it was republished.
+TEST_F(RequestTest, NumberOutOfDoubleRangeIsRefusedNamingWhereItIs) {
+  for (std::string_view body :
+       {R"({"archive_paths": ["/app/data/"], "metadata": {"x": 1e400}})",
+        R"({"archive_paths": ["/app/data/"], "metadata": {"deep": {"list": [1, -1e999]}}})",
+        R"({"archive_paths": ["/app/data/"], "runtime": {"weird": 1e309}})"}) {
+    auto e = rejected(body);
+    EXPECT_EQ(e.error.code, make_error_code(errc::invalid_request)) << body;
+    EXPECT_THAT(e.error.message, HasSubstr("outside the range of a double")) << body;
+    EXPECT_TRUE(e.request.is_null()) << "echoed as JSON: " << body;  // .invalid stays readable
+    EXPECT_TRUE(e.raw_body.has_value()) << body;
+  }
+  EXPECT_THAT(rejected(R"({"archive_paths": ["/app/data/"], "metadata": {"x": 1e400}})").error.message,
+              HasSubstr("metadata.x"));
+  EXPECT_THAT(
+      rejected(R"({"archive_paths": ["/app/data/"], "metadata": {"deep": {"list": [1, -1e999]}}})").error.message,
+      HasSubstr("metadata.deep.list[1]"));
+}
+
+// Integers keep their precision; large but finite doubles are fine.
+TEST_F(RequestTest, LargeIntegersAndFiniteDoublesKeepTheirValue) {
+  auto r = parse(
+      R"({"archive_paths": ["/app/data/"], "metadata": {"u": 18446744073709551615, "i": -9223372036854775808, "d": 1.7e308}})");
+  ASSERT_TRUE(r) << r.error().error.message;
+  EXPECT_EQ(r->metadata.at("u"), json::value(std::uint64_t{18446744073709551615ull}));
+  EXPECT_EQ(r->metadata.at("i"), json::value(std::int64_t{-9223372036854775807ll - 1}));
+  EXPECT_EQ(r->metadata.at("d").as_double(), 1.7e308);
+}
+
+TEST(NonFiniteNumber, FindsTheFirstAndNothingInFiniteDocuments) {
+  EXPECT_EQ(non_finite_number(json::parse(R"({"a": [1, 2.5, {"b": "x"}]})"), ""), std::nullopt);
+  json::value v = json::parse(R"({"a": [1, {"b": 0}]})");
+  v.at("a").as_array()[1].as_object()["b"] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(non_finite_number(v, ""), "a[1].b");
+  EXPECT_EQ(non_finite_number(json::value(std::numeric_limits<double>::infinity()), ""), "the document");
 }
 
 }  // namespace
