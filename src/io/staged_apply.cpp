@@ -23,6 +23,18 @@
 namespace carsync::io {
 namespace {
 
+// After unlinkat failed: whether there was nothing to remove. A read-only filesystem answers
+// EROFS even for a name that does not exist, and an undo must not call that a failure when
+// the apply never got to create it. errno is kept for the caller's message.
+bool absent_after_failed_unlink(int dir_fd, const std::string& name) {
+  const int err = errno;
+  if (err == ENOENT) return true;
+  struct stat st;
+  const bool absent = ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
+  errno = err;
+  return absent;
+}
+
 using Key = std::pair<std::size_t, std::string>;  // (volume index, rel)
 
 std::string_view parent_of(std::string_view rel) {
@@ -201,7 +213,7 @@ Result<void> roll_back(const ApplyJournal& j, const std::vector<Volume>& vols, C
       continue;
     }
     touched.emplace(f.volume, parent);
-    if (::unlinkat(*pfd, f.temp.c_str(), 0) != 0 && errno != ENOENT)
+    if (::unlinkat(*pfd, f.temp.c_str(), 0) != 0 && !absent_after_failed_unlink(*pfd, f.temp))
       errors.note(os_error(errno, "remove temp '" + join(parent, f.temp) + "'"));
   }
 
@@ -215,8 +227,10 @@ Result<void> roll_back(const ApplyJournal& j, const std::vector<Volume>& vols, C
       continue;
     }
     touched.emplace(d.volume, parent);
-    if (::unlinkat(*pfd, std::string(base_of(d.rel)).c_str(), AT_REMOVEDIR) != 0) {
-      if (errno != ENOENT) errors.note(os_error(errno, "remove created directory '" + d.rel + "'"));
+    const std::string name(base_of(d.rel));
+    if (::unlinkat(*pfd, name.c_str(), AT_REMOVEDIR) != 0) {
+      if (!absent_after_failed_unlink(*pfd, name))
+        errors.note(os_error(errno, "remove created directory '" + d.rel + "'"));
       continue;
     }
     dirs.forget();

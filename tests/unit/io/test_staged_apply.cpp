@@ -8,12 +8,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <random>
 
@@ -474,6 +476,34 @@ TEST_F(StagedApply, StagingOnAnotherFilesystemIsCopied) {
   const auto st = lstat_of(vol / "copied.bin");
   EXPECT_EQ(st.st_nlink, 1u);
   EXPECT_EQ(st.st_uid, kOwner);
+}
+
+// A read-only volume: nothing can be written, so nothing was — the undo must see that (unlink
+// answers EROFS even for names that do not exist) and roll back cleanly instead of halting
+// the instance as `uncertain`.
+TEST_F(StagedApply, ReadOnlyVolumeRollsBackCleanly) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a read-only bind mount";
+  write_file(vol / "keep.txt", "old");
+  ASSERT_EQ(::mount(vol.c_str(), vol.c_str(), nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+  struct Unmount {
+    fs::path p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{vol};
+  ASSERT_EQ(::mount(nullptr, vol.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr), 0)
+      << std::strerror(errno);
+  const auto before = snapshot_tree(vol);
+  for (const char* target : {"new.txt", "p1/p2/new.txt", "keep.txt"}) {
+    SCOPED_TRACE(target);
+    Spec spec;
+    spec.file(target, "new bytes");
+    const auto out = apply(spec);
+    EXPECT_FALSE(out.success);
+    EXPECT_TRUE(out.restart_safe) << out.error;
+    EXPECT_EQ(out.state, "failed_rolled_back") << out.error;
+    EXPECT_THAT(out.error, HasSubstr("Read-only file system"));
+    EXPECT_EQ(snapshot_tree(vol), before);
+    EXPECT_FALSE(apply_pending(journal));
+  }
 }
 
 TEST_F(StagedApply, RecoveryWithoutJournalDoesNothing) {
