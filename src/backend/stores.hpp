@@ -39,7 +39,8 @@ class KvStore {
   virtual Task<Result<void>> hsync(std::string hkey) = 0;
 
   // Change notification, where the store has one (the embedded store does). The callback
-  // runs on the store's executor with the changed key; it must not block.
+  // runs on the store's executor with the changed key; it must not block. An empty key means
+  // "changes may have been missed" (the notification queue overflowed): re-check every key.
   using ChangeCallback = std::function<void(const std::string& hkey, const std::string& key)>;
   virtual bool supports_watch() const noexcept { return false; }
   virtual void watch(ChangeCallback) {}

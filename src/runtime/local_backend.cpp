@@ -25,7 +25,13 @@ backend::Task<Result<void>> LocalContentStore::delete_file(std::string cid, bool
 
 LocalKvStore::LocalKvStore(std::filesystem::path root, BlockingPool& pool,
                            boost::asio::any_io_executor ex)
-    : kv_(std::move(root)), pool_(pool), watcher_(std::move(ex)) {}
+    : kv_(std::move(root)), pool_(pool), watcher_(std::move(ex)) {
+  // A full inotify queue drops events: every watcher is told that any key may have changed.
+  watcher_.on_overflow([this] {
+    for (const auto& hkey : hkeys_)
+      for (const auto& cb : callbacks_) cb(hkey, std::string());
+  });
+}
 
 backend::Task<Result<bool>> LocalKvStore::hset(std::string hkey, std::string key, json::value value) {
   auto r = co_await pool_.run([&] { return kv_.hset(hkey, key, value); });
@@ -54,6 +60,7 @@ Result<void> LocalKvStore::watch_hkey(const std::string& hkey) {
       for (const auto& cb : callbacks_) cb(hkey, *key);
   });
   if (!wd) return wd.error();
+  hkeys_.push_back(hkey);
   return {};
 }
 

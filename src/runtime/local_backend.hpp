@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace carsync::runtime {
@@ -50,6 +51,7 @@ class LocalKvStore final : public backend::KvStore {
   BlockingPool& pool_;
   DirWatcher watcher_;
   std::vector<ChangeCallback> callbacks_;
+  std::vector<std::string> hkeys_;  // watched
 };
 
 }  // namespace carsync::runtime

@@ -349,8 +349,9 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
       // A new record under a consumer's key wakes that consumer at once.
       if (local_kv) {
         local_kv->watch([this](const std::string&, const std::string& key) {
+          // An empty key: the store's notifications overflowed, so every consumer looks.
           for (const auto& sup : snapshot_members())
-            if (sup->role() == Role::consumer && sup->sync_key() == key) sup->poke();
+            if (sup->role() == Role::consumer && (key.empty() || sup->sync_key() == key)) sup->poke();
         });
         if (auto w = local_kv->watch_hkey("CHAINSTORE_SYNC"); !w)
           spdlog::warn("kv change notification unavailable: {}", w.error().message);

@@ -1,0 +1,63 @@
+// The embedded store's change notification under load: when the inotify queue overflows,
+// watchers are told that any key may have changed instead of silently missing records.
+#include "runtime/local_backend.hpp"
+#include "support/run_until.hpp"
+#include "support/temp_dir.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <string>
+
+namespace carsync::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::size_t max_queued_events() {
+  std::ifstream in("/proc/sys/fs/inotify/max_queued_events");
+  std::size_t n = 0;
+  in >> n;
+  return n;
+}
+
+// 300 consumers used to stay asleep until the next safety rescan after a burst like this.
+TEST(LocalKvStore, QueueOverflowTellsWatchersThatAnyKeyMayHaveChanged) {
+  const std::size_t queue = max_queued_events();
+  if (queue == 0 || queue > 200'000) GTEST_SKIP() << "inotify queue size " << queue << " unknown or too large to fill";
+  TempDir tmp;
+  boost::asio::io_context ioc;
+  runtime::BlockingPool pool(1);
+  runtime::LocalKvStore store(tmp / "kv", pool, ioc.get_executor());
+  std::set<std::string> seen;
+  store.watch([&](const std::string&, const std::string& key) { seen.insert(key); });
+  ASSERT_TRUE(store.watch_hkey("CHAINSTORE_SYNC"));
+
+  // More events than the queue holds, while nobody reads: then the record that matters.
+  const fs::path dir = backend::LocalKv(tmp / "kv").hkey_dir("CHAINSTORE_SYNC");
+  const fs::path outside = tmp / "outside";
+  fs::create_directories(outside);
+  for (std::size_t i = 0; i < queue + 64; ++i) {
+    const auto name = "noise-" + std::to_string(i);
+    { std::ofstream(outside / name) << "x"; }
+    fs::rename(outside / name, dir / name);
+  }
+  backend::LocalKv writer(tmp / "kv");
+  ASSERT_TRUE(writer.hset("CHAINSTORE_SYNC", "late-key", boost::json::value(1)));
+
+  bool watcher_ended = false;
+  boost::asio::co_spawn(ioc, store.run_watcher(), [&](std::exception_ptr) { watcher_ended = true; });
+  ASSERT_TRUE(run_until(ioc, [&] { return seen.count("") || seen.count("late-key"); }))
+      << "the late record's change was lost with the overflow";
+  EXPECT_TRUE(seen.count("")) << "no overflow signal";
+  store.close();
+  EXPECT_TRUE(run_until(ioc, [&] { return watcher_ended; }));
+}
+
+}  // namespace
+}  // namespace carsync::test
