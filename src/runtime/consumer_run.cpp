@@ -310,10 +310,7 @@ class ConsumerDriver {
   }
 
   void set_phase(Phase phase) {
-    if (!ctx_.status || phase == phase_) return;
-    phase_ = phase;
-    ctx_.status->reset_progress();
-    ctx_.status->update([&](InstanceStatus& s) { s.phase = phase; });
+    if (ctx_.status) ctx_.status->enter(phase);
   }
 
   void finish(const core::ConsumerLifecycle& m, const ConsumerRunOutcome& out) {
@@ -373,7 +370,6 @@ class ConsumerDriver {
   InstanceContext& ctx_;
   ConsumerState& state_;
   bool cancelled_ = false;
-  Phase phase_ = Phase::idle;
   std::uint64_t applied_bytes_ = 0;
   std::optional<json::object> quarantine_;
   std::string quarantine_name_;

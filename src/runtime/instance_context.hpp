@@ -51,9 +51,18 @@ class StatusCell {
     return s;
   }
 
+  // A new step: its phase, announced only when it changes, with the progress counters reset.
+  void enter(Phase phase) {
+    {
+      std::lock_guard lock(mu_);
+      if (status_.phase == phase) return;
+    }
+    reset_progress();
+    update([&](InstanceStatus& s) { s.phase = phase; });
+  }
+
   // The current step's bytes; total 0 = unknown. Reset at each phase change.
   std::atomic<std::uint64_t>& progress_done() noexcept { return progress_done_; }
-  std::atomic<std::uint64_t>& progress_total() noexcept { return progress_total_; }
   void reset_progress(std::uint64_t total = 0) noexcept {
     progress_done_.store(0, std::memory_order_relaxed);
     progress_total_.store(total, std::memory_order_relaxed);

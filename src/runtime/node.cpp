@@ -54,6 +54,8 @@ void log_warnings(const InstanceConfig& ic) {
   for (const auto& w : ic.sync.warnings) spdlog::warn("[{}] configuration: {}", ic.id, w);
 }
 
+Error shutting_down() { return make_error(errc::not_running, "the node is shutting down"); }
+
 Error unknown(std::string_view id) {
   return make_error(errc::unknown_instance, "no instance \"" + std::string(id) + "\"", "id");
 }
@@ -141,6 +143,9 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
         .engine = engine,
         .limits = cfg.limits});
   }
+
+  // Membership changes are taken until shutdown begins (mu held).
+  bool accepting() const { return state == State::created || state == State::running; }
 
   static io::DataDirLock take_lock(const NodeConfig& c) {
     std::error_code ec;
@@ -392,7 +397,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
         pending.swap(ops);
       }
       for (auto& op : pending)
-        if (op.done) op.done(make_error(errc::not_running, "the node is shutting down"));
+        if (op.done) op.done(shutting_down());
     }
     for (const auto& sup : snapshot_members()) stops.spawn(stop_member(sup));
     co_await stops.wait();
@@ -535,8 +540,7 @@ Result<void> Node::add_instance(InstanceConfig instance, Completion done) {
   if (auto bad = core::validate_instance(instance)) return *bad;
   log_warnings(instance);
   std::lock_guard l(impl_->mu);
-  if (impl_->state == Impl::State::stopping || impl_->state == Impl::State::stopped)
-    return make_error(errc::not_running, "the node is shutting down");
+  if (!impl_->accepting()) return shutting_down();
   if (impl_->desired.contains(instance.id))
     return make_error(errc::duplicate_instance, "instance \"" + instance.id + "\" exists already", "id");
   impl_->desired.emplace(instance.id, instance);
@@ -549,8 +553,7 @@ Result<void> Node::update_instance(InstanceConfig instance, Completion done) {
   if (auto bad = core::validate_instance(instance)) return *bad;
   log_warnings(instance);
   std::lock_guard l(impl_->mu);
-  if (impl_->state == Impl::State::stopping || impl_->state == Impl::State::stopped)
-    return make_error(errc::not_running, "the node is shutting down");
+  if (!impl_->accepting()) return shutting_down();
   auto it = impl_->desired.find(instance.id);
   if (it == impl_->desired.end()) return unknown(instance.id);
   it->second = instance;
@@ -561,8 +564,7 @@ Result<void> Node::update_instance(InstanceConfig instance, Completion done) {
 
 Result<void> Node::remove_instance(std::string_view id, RemoveOptions options, Completion done) {
   std::lock_guard l(impl_->mu);
-  if (impl_->state == Impl::State::stopping || impl_->state == Impl::State::stopped)
-    return make_error(errc::not_running, "the node is shutting down");
+  if (!impl_->accepting()) return shutting_down();
   if (!impl_->desired.erase(std::string(id))) return unknown(id);
   impl_->enqueue({.kind = MembershipOp::Kind::remove, .config = {}, .id = std::string(id), .options = options,
                   .done = std::move(done)});
@@ -577,8 +579,7 @@ Result<void> Node::reconfigure(NodeConfig config, Completion done) {
       config.volume_roots != im.cfg.volume_roots || config.docker_socket != im.cfg.docker_socket)
     spdlog::warn("reload: data_dir, backend, volume_roots and docker_socket take effect at the next start");
   std::lock_guard l(im.mu);
-  if (im.state == Impl::State::stopping || im.state == Impl::State::stopped)
-    return make_error(errc::not_running, "the node is shutting down");
+  if (!im.accepting()) return shutting_down();
   std::size_t added = 0, updated = 0, removed = 0;
   std::map<std::string, InstanceConfig> next;
   for (auto& ic : config.instances) {
@@ -677,48 +678,5 @@ Subscription Node::subscribe(std::function<void(const StatusEvent&)> callback) {
 }
 
 asio::any_io_executor Node::get_executor() const noexcept { return impl_->ex; }
-
-// ---- names --------------------------------------------------------------------------------
-
-std::string_view to_string(Phase p) noexcept {
-  switch (p) {
-    case Phase::starting: return "starting";
-    case Phase::idle: return "idle";
-    case Phase::disabled: return "disabled";
-    case Phase::gated: return "gated";
-    case Phase::stopping: return "stopping";
-    case Phase::archiving: return "archiving";
-    case Phase::uploading: return "uploading";
-    case Phase::publishing: return "publishing";
-    case Phase::downloading: return "downloading";
-    case Phase::scanning: return "scanning";
-    case Phase::applying: return "applying";
-    case Phase::restarting: return "restarting";
-    case Phase::finishing: return "finishing";
-    case Phase::halted: return "halted";
-    case Phase::removing: return "removing";
-  }
-  return "unknown";
-}
-
-std::string_view to_string(Stage s) noexcept {
-  switch (s) {
-    case Stage::none: return "none";
-    case Stage::config: return "config";
-    case Stage::system_volume: return "system_volume";
-    case Stage::validation: return "validation";
-    case Stage::runtime_stop: return "runtime_stop";
-    case Stage::archive_build: return "archive_build";
-    case Stage::r1fs_upload: return "r1fs_upload";
-    case Stage::chainstore_publish: return "chainstore_publish";
-    case Stage::chainstore_fetch: return "chainstore_fetch";
-    case Stage::r1fs_download: return "r1fs_download";
-    case Stage::extract: return "extract";
-    case Stage::commit: return "commit";
-    case Stage::recovery: return "recovery";
-    case Stage::cancelled: return "cancelled";
-  }
-  return "unknown";
-}
 
 }  // namespace carsync

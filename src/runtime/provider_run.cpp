@@ -306,10 +306,7 @@ class ProviderDriver {
   }
 
   void set_phase(Phase phase) {
-    if (!ctx_.status || phase == phase_) return;
-    phase_ = phase;
-    ctx_.status->reset_progress();
-    ctx_.status->update([&](InstanceStatus& s) { s.phase = phase; });
+    if (ctx_.status) ctx_.status->enter(phase);
   }
 
   void finish(const ProviderRunOutcome& out) {
@@ -346,7 +343,6 @@ class ProviderDriver {
 
   InstanceContext& ctx_;
   bool cancelled_ = false;
-  Phase phase_ = Phase::idle;
   std::uint64_t archive_size_ = 0;
   std::filesystem::path archive_;
   std::chrono::steady_clock::time_point started_{}, stop_began_{};
