@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -60,16 +61,37 @@ bool has_dotdot_segment(std::string_view p) {
   }
 }
 
+std::size_t longest_segment(std::string_view p) {
+  std::size_t longest = 0;
+  for (;;) {
+    const auto slash = p.find('/');
+    longest = std::max(longest, std::min(slash, p.size()));
+    if (slash == std::string_view::npos) return longest;
+    p.remove_prefix(slash + 1);
+  }
+}
+
 bool is_not_found(const Error& e) { return e.code == make_error_code(errc::not_found); }
 
 // Follows `rel` (symlinks included) but never out of the root: 0, or the errno of
-// openat2, EXDEV meaning the path leads outside.
+// openat2, EXDEV meaning the path leads outside. A path too long for one call is followed
+// from its anchor (secure_fs), so a link there that climbs above the anchor counts as
+// leading outside: stricter, never looser, and only for trees deeper than PATH_MAX.
 int resolve_following(int root_fd, const std::string& rel) {
+  auto anchored = anchor_beneath(root_fd, rel);
+  if (!anchored) {
+    // The scan walked these directories already; only a concurrent change lands here.
+    const auto& code = anchored.error().code;
+    if (code == make_error_code(errc::not_found)) return ENOENT;
+    if (code == make_error_code(errc::symlink_rejected) || code == make_error_code(errc::escapes_root)) return EXDEV;
+    return EIO;
+  }
+  const std::string rest(anchored->rest);
   open_how how{};
   how.flags = O_PATH | O_CLOEXEC;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   for (int eagain_left = max_eagain_retries;;) {
-    const long fd = ::syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how);
+    const long fd = ::syscall(SYS_openat2, anchored->fd, rest.c_str(), &how, sizeof how);
     if (fd >= 0) {
       unique_fd owned(static_cast<int>(fd));
       return 0;
@@ -238,6 +260,10 @@ Result<void> Scanner::member(struct archive_entry* e, std::size_t index) {
   }
   if (raw.empty()) return make_error(errc::corrupt_archive, fmt::format("tar member {} has no name", index));
   if (has_dotdot_segment(raw)) return rejected("tar member name contains '..': " + raw);
+  // A path of any length can be applied (the commit walks it in pieces); a single name
+  // longer than the filesystem allows cannot, so it is refused here, before any disruption.
+  if (auto longest = longest_segment(raw); longest > NAME_MAX)
+    return rejected(fmt::format("tar member has a name of {} bytes (at most {}): {}", longest, NAME_MAX, raw));
 
   const std::string name = core::normalize_path("/" + raw);
   if (std::none_of(manifest_.begin(), manifest_.end(),

@@ -178,8 +178,8 @@ class SourceCapture {
   ArchiveWriter& writer_;
   FileReader& reader_;
   const std::atomic<bool>* cancel_;
-  std::atomic<std::uint64_t>* progress_;
   CaptureStats& stats_;
+  std::atomic<std::uint64_t>* progress_;
   std::string prefix_;  // member name of the source: container path without leading '/'
 };
 

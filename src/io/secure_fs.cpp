@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdint>
 #include <algorithm>
 #include <cstdio>
@@ -57,8 +58,25 @@ Result<unique_fd> open_root_dir(const std::filesystem::path& dir) {
   return unique_fd(fd);
 }
 
+namespace {
+
+// One openat2 call: `path` is shorter than PATH_MAX; errors name `shown`.
+Result<unique_fd> open_piece(int dir_fd, const std::string& path, open_how how, std::string_view shown) {
+  int eagain_left = max_eagain_retries;
+  for (;;) {
+    const long fd = ::syscall(SYS_openat2, dir_fd, path.c_str(), &how, sizeof how);
+    if (fd >= 0) return unique_fd(static_cast<int>(fd));
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN && eagain_left-- > 0) continue;
+    return resolve_error(err, shown);
+  }
+}
+
+}  // namespace
+
 Result<unique_fd> open_beneath(int root_fd, std::string_view rel, int flags, mode_t mode) {
-  const std::string path = rel.empty() ? std::string(".") : std::string(rel);
+  const std::string_view path = rel.empty() ? std::string_view(".") : rel;
   // RESOLVE_NO_SYMLINKS already refuses a trailing symlink with ELOOP. O_NOFOLLOW would
   // turn that into ENOTDIR under O_DIRECTORY, hiding the reason, so it only stays where it
   // changes the meaning: O_PATH|O_NOFOLLOW opens the symlink itself (lstat semantics).
@@ -69,15 +87,24 @@ Result<unique_fd> open_beneath(int root_fd, std::string_view rel, int flags, mod
   if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) how.mode = mode;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 
-  int eagain_left = max_eagain_retries;
-  for (;;) {
-    const long fd = ::syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof how);
-    if (fd >= 0) return unique_fd(static_cast<int>(fd));
-    const int err = errno;
-    if (err == EINTR) continue;
-    if (err == EAGAIN && eagain_left-- > 0) continue;
-    return resolve_error(err, rel);
-  }
+  auto anchored = anchor_beneath(root_fd, path);
+  if (!anchored) return anchored.error();
+  return open_piece(anchored->fd, std::string(anchored->rest), how, rel);
+}
+
+Result<Anchored> anchor_beneath(int root_fd, std::string_view rel) {
+  if (rel.size() < PATH_MAX) return Anchored{unique_fd(), root_fd, rel};
+  // The kernel refuses a path of PATH_MAX bytes or more (ENAMETOOLONG), yet a volume may
+  // hold deeper trees than that. The anchor is the shallowest directory from which the
+  // rest fits; it is itself opened beneath the root the same way (recursively, in pieces),
+  // as a directory and without following any symlink, so confinement holds at every step.
+  // A '..' crossing into the anchor's parent is refused as an escape: clean paths have none.
+  auto cut = rel.find('/', rel.size() - PATH_MAX);
+  if (cut == std::string_view::npos || cut == 0) return resolve_error(ENAMETOOLONG, rel);
+  auto dir = open_beneath(root_fd, rel.substr(0, cut), O_PATH | O_DIRECTORY);
+  if (!dir) return dir.error();
+  const int fd = dir->get();
+  return Anchored{std::move(*dir), fd, rel.substr(cut + 1)};
 }
 
 Result<struct stat> lstat_beneath(int root_fd, std::string_view rel) {

@@ -19,9 +19,20 @@ namespace carsync::io {
 Result<unique_fd> open_root_dir(const std::filesystem::path& dir);
 
 // openat2(root, rel, flags, mode) with the beneath/no-symlink resolution. `rel` is relative
-// ("" or "." means the root itself). ELOOP/EXDEV are reported as errc::symlink_rejected /
+// ("" or "." means the root itself); a path of PATH_MAX bytes or more is walked in pieces. ELOOP/EXDEV are reported as errc::symlink_rejected /
 // errc::escapes_root with `rel` in the message.
 Result<unique_fd> open_beneath(int root_fd, std::string_view rel, int flags, mode_t mode = 0);
+
+// Where a path too long for one system call (PATH_MAX or more) is resolved from: `fd` is
+// the root itself for a short path, else the shallowest directory on the way (opened
+// beneath the root, symlinks refused) from which `rest` fits. open_beneath uses it; a
+// caller that resolves differently (following symlinks, say) uses it for long paths.
+struct Anchored {
+  unique_fd owned;        // the anchor when it is not the root
+  int fd = -1;            // where `rest` is resolved from
+  std::string_view rest;  // a view into the caller's `rel`
+};
+Result<Anchored> anchor_beneath(int root_fd, std::string_view rel);
 
 // fstatat(root, rel, AT_SYMLINK_NOFOLLOW) after resolving the parent beneath the root.
 Result<struct stat> lstat_beneath(int root_fd, std::string_view rel);

@@ -1,4 +1,5 @@
 #include "io/archive_scan.hpp"
+#include "io/secure_fs.hpp"
 
 #include "support/temp_dir.hpp"
 #include "support/tree_snapshot.hpp"
@@ -7,6 +8,7 @@
 #include <archive_entry.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -443,6 +445,25 @@ TEST_F(ArchiveScan, ExistingSymlinkInsideVolumeMayBeReplaced) {
   EXPECT_EQ(read_file(vol / "keep.txt"), "existing consumer state");  // never written through
 }
 
+TEST_F(ArchiveScan, MemberBeyondPathMaxIsPlannedAndADeepInnerLinkMayBeReplaced) {
+  std::string deep;  // 25 nested 200-character names: beyond PATH_MAX
+  for (int i = 0; i < 25; ++i) deep += (deep.empty() ? "" : "/") + std::string(199, 's') + static_cast<char>('a' + i);
+  // Half the path exists in the consumer volume, ending in a link that stays inside it.
+  const auto half = deep.substr(0, deep.find('/', 2600));
+  auto root = open_root_dir(vol);
+  ASSERT_TRUE(root);
+  auto dir = mkdirs_beneath(root->get(), deep, 0755);
+  ASSERT_TRUE(dir) << dir.error().message;
+  ASSERT_EQ(::symlinkat("../../../../keep.txt", dir->get(), "link"), 0);  // resolves below `deep`'s 21st name
+  const auto archive = tar().file("app/data/" + deep + "/f.txt", "deep").file("app/data/" + deep + "/link", "x")
+                           .file("app/data/" + half + "/new/g.txt", "g").finish();
+  auto plan = scan(archive);
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_EQ(entry(*plan, "/app/data/" + deep + "/f.txt").rel, deep + "/f.txt");
+  EXPECT_EQ(read_file(staging / entry(*plan, "/app/data/" + deep + "/f.txt").blob), "deep");
+  EXPECT_EQ(entry(*plan, "/app/data/" + half + "/new/g.txt").rel, half + "/new/g.txt");
+}
+
 TEST_F(ArchiveScan, NestedMountWinsAndVolumesAreDeduplicated) {
   const fs::path cache = tmp / "fixed_volumes/mounts/cache";
   fs::create_directories(cache);
@@ -473,6 +494,11 @@ TEST_F(ArchiveScan, CancelledScanStagesNothing) {
 TEST_F(Hostile, DotDotMember) {
   const auto archive = tar().file("app/data/ok.txt", "fine").file("app/data/../../../outside/secret.txt", "x").finish();
   expect_rejected(archive, errc::path_rejected, "tar member name contains '..'");
+}
+
+TEST_F(Hostile, NameLongerThanTheFilesystemAllows) {
+  const auto archive = tar().file("app/data/ok.txt", "fine").file("app/data/d/" + std::string(NAME_MAX + 1, 'n'), "x").finish();
+  expect_rejected(archive, errc::path_rejected, "a name of 256 bytes (at most 255)");
 }
 
 TEST_F(Hostile, AbsoluteOutsideName) {

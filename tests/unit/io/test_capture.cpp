@@ -1,4 +1,5 @@
 #include "io/capture.hpp"
+#include "io/secure_fs.hpp"
 
 #include "support/temp_dir.hpp"
 #include "unit/io/archive_reader.hpp"
@@ -136,6 +137,29 @@ TEST_F(Capture, SingleFileIsOneMemberNamedByContainerPath) {
   EXPECT_EQ(m[0].gid, st.st_gid);
   EXPECT_EQ(m[0].mtime, st.st_mtim.tv_sec);
   EXPECT_EQ(m[0].content, std::string("\0\1\2binary\xff", 10));
+}
+
+TEST_F(Capture, TreeDeeperThanPathMaxIsCapturedWholeAndAsASource) {
+  std::string deep;  // 25 nested 200-character names: beyond PATH_MAX
+  for (int i = 0; i < 25; ++i) deep += (deep.empty() ? "" : "/") + std::string(199, 'c') + static_cast<char>('a' + i);
+  auto root = open_root_dir(vol());
+  ASSERT_TRUE(root);
+  auto dir = mkdirs_beneath(root->get(), "data/" + deep, 0755);
+  ASSERT_TRUE(dir) << dir.error().message;
+  auto file = open_beneath(dir->get(), "leaf.txt", O_WRONLY | O_CREAT | O_EXCL, 0644);
+  ASSERT_TRUE(file);
+  ASSERT_TRUE(write_all(file->get(), "deep"));
+
+  for (const std::string& source_path : {std::string("/app/data"), "/app/data/" + deep}) {
+    fs::remove(out());
+    auto stats = build({source(source_path)});
+    ASSERT_TRUE(stats) << stats.error().message;
+    EXPECT_EQ(stats->files, 1u);
+    std::map<std::string, std::string> files;
+    for (const auto& member : members())
+      if (member.type != AE_IFDIR) files[member.name] = member.content;
+    EXPECT_EQ(files, (std::map<std::string, std::string>{{"app/data/" + deep + "/leaf.txt", "deep"}}));
+  }
 }
 
 TEST_F(Capture, DirectoriesComeBeforeTheirContents) {

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace carsync::io {
@@ -155,6 +157,62 @@ TEST_F(SecureFs, ReadFileCappedRefusesNonRegular) {
   auto r = read_file_capped(fd->get(), 100);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, make_error_code(errc::not_regular));
+}
+
+// 25 nested 200-character names: a path of about 5,000 bytes, beyond PATH_MAX (4,096).
+std::string deep_rel(char fill = 'd', std::size_t depth = 25) {
+  std::string rel;
+  for (std::size_t i = 0; i < depth; ++i) {
+    if (!rel.empty()) rel += '/';
+    rel += std::string(199, fill) + static_cast<char>('a' + i % 26);
+  }
+  return rel;
+}
+
+TEST_F(SecureFs, PathLongerThanPathMaxIsWalkedInPieces) {
+  const auto rel = deep_rel();
+  ASSERT_GT(rel.size(), std::size_t{PATH_MAX});
+  auto dir = mkdirs_beneath(root_fd.get(), rel, 0755);
+  ASSERT_TRUE(dir) << dir.error().message;
+
+  auto created = open_beneath(root_fd.get(), rel + "/leaf.txt", O_WRONLY | O_CREAT | O_EXCL, 0600);
+  ASSERT_TRUE(created) << created.error().message;
+  ASSERT_TRUE(write_all(created->get(), "deep"));
+  auto fd = open_beneath(root_fd.get(), rel + "/leaf.txt", O_RDONLY);
+  ASSERT_TRUE(fd) << fd.error().message;
+  EXPECT_EQ(*read_file_capped(fd->get(), 100), "deep");
+  auto st = lstat_beneath(root_fd.get(), rel);
+  ASSERT_TRUE(st) << st.error().message;
+  EXPECT_TRUE(S_ISDIR(st->st_mode));
+  auto missing = open_beneath(root_fd.get(), rel + "/absent/x", O_RDONLY);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, make_error_code(errc::not_found));
+}
+
+TEST_F(SecureFs, SymlinkDeepInALongPathIsStillRefused) {
+  // Links in the first piece, at the boundary's neighbourhood and in the last piece.
+  for (const std::size_t depth : {3u, 20u, 24u}) {
+    SCOPED_TRACE(depth);
+    const auto rel = deep_rel(static_cast<char>('p' + depth % 5));
+    auto dir = mkdirs_beneath(root_fd.get(), rel, 0755);
+    ASSERT_TRUE(dir) << dir.error().message;
+    // Replace component `depth` by a symlink to the outside directory.
+    std::size_t end = 0;
+    for (std::size_t i = 0; i < depth; ++i) end = rel.find('/', end + 1);
+    const auto parent = rel.substr(0, end - 0);
+    const auto slash = parent.rfind('/');
+    const auto name = parent.substr(slash + 1);
+    auto pfd = open_beneath(root_fd.get(), parent.substr(0, slash), O_RDONLY | O_DIRECTORY);
+    ASSERT_TRUE(pfd) << pfd.error().message;
+    ASSERT_EQ(::renameat(pfd->get(), name.c_str(), pfd->get(), "moved"), 0);
+    ASSERT_EQ(::symlinkat(outside.path().c_str(), pfd->get(), name.c_str()), 0);
+
+    auto fd = open_beneath(root_fd.get(), rel + "/leaf.txt", O_WRONLY | O_CREAT, 0600);
+    ASSERT_FALSE(fd);
+    EXPECT_EQ(fd.error().code, make_error_code(errc::symlink_rejected)) << fd.error().message;
+  }
+  EXPECT_EQ(fs::directory_iterator(outside.path())->path().filename(), "secret.txt");
+  EXPECT_EQ(std::distance(fs::directory_iterator(outside.path()), fs::directory_iterator()), 1);
 }
 
 TEST(SecureFsNames, RandomNameHasPrefixSuffixAndHex) {

@@ -11,6 +11,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -104,6 +105,9 @@ struct Spec {
 
   // Writes the blobs into `staging` (created fresh) and returns the plan for volume `root`.
   ApplyPlan plan(const fs::path& root, const fs::path& staging) const {
+    // Fresh: an earlier apply hard-linked its blobs into the volume, so rewriting them in
+    // place would change the files it applied.
+    fs::remove_all(staging);
     fs::create_directories(staging);
     ApplyPlan p;
     p.volumes.push_back({root.string(), kBind});
@@ -504,6 +508,64 @@ TEST_F(StagedApply, ReadOnlyVolumeRollsBackCleanly) {
     EXPECT_EQ(snapshot_tree(vol), before);
     EXPECT_FALSE(apply_pending(journal));
   }
+}
+
+// 25 nested 200-character names: about 5,000 bytes, beyond PATH_MAX (4,096). A provider
+// can publish such a tree; the commit, its rollback and recovery must all walk it in pieces.
+std::string deep_rel(char fill) {
+  std::string rel;
+  for (int i = 0; i < 25; ++i) {
+    if (!rel.empty()) rel += '/';
+    rel += std::string(199, fill) + static_cast<char>('a' + i);
+  }
+  return rel;
+}
+
+TEST_F(StagedApply, MemberPathBeyondPathMaxCommitsRollsBackAndRecovers) {
+  const auto deep = deep_rel('x');
+  ASSERT_GT(deep.size(), std::size_t{PATH_MAX});
+  Spec spec;
+  spec.file(deep + "/f.txt", "deep bytes").file("top.txt", "top");
+  const auto out = apply(spec);
+  ASSERT_TRUE(out.success) << out.error;
+  auto tree = snapshot_tree(vol);
+  EXPECT_EQ(tree.at(deep + "/f.txt").data, "deep bytes");
+
+  // A failure before the commit point removes the deep directories it created.
+  const auto before = snapshot_tree(vol);
+  Spec other;
+  other.file(deep_rel('y') + "/g.txt", "g").file(deep + "/f.txt", "changed");
+  const auto failed = apply(other, failing([](auto step, auto i) { return fail_at(step, i, "sync", 0); }));
+  EXPECT_EQ(failed.state, "failed_rolled_back") << failed.error;
+  EXPECT_EQ(snapshot_tree(vol), before);
+  EXPECT_FALSE(apply_pending(journal));
+
+  // A failure after it leaves the journal, and recovery rolls forward along the long paths.
+  const auto uncertain = apply(other, failing([](auto step, auto i) { return fail_at(step, i, "rename", 1); }));
+  EXPECT_EQ(uncertain.state, "uncertain") << uncertain.error;
+  auto rec = recover_apply(journal);
+  ASSERT_TRUE(rec) << rec.error().message;
+  EXPECT_EQ(*rec, RecoveryAction::rolled_forward);
+  tree = snapshot_tree(vol);
+  EXPECT_EQ(tree.at(deep_rel('y') + "/g.txt").data, "g");
+  EXPECT_EQ(tree.at(deep + "/f.txt").data, "changed");
+  EXPECT_TRUE(temp_names(tree).empty());
+}
+
+TEST_F(StagedApply, MirrorRemovesAnEntryBeyondPathMax) {
+  const auto deep = deep_rel('m');
+  Spec first;
+  first.dir("").file(deep + "/old.txt", "old").file("keep.txt", "keep");
+  first.mirror_scopes = {""};
+  ASSERT_TRUE(apply(first, options(ApplySemantics::mirror)).success);
+  Spec second;
+  second.dir("").file("keep.txt", "keep");
+  second.mirror_scopes = {""};
+  const auto out = apply(second, options(ApplySemantics::mirror));
+  ASSERT_TRUE(out.success) << out.error;
+  const auto tree = snapshot_tree(vol);
+  EXPECT_EQ(tree.size(), 2u);  // "." and keep.txt
+  EXPECT_EQ(tree.at("keep.txt").data, "keep");
 }
 
 TEST_F(StagedApply, RecoveryWithoutJournalDoesNothing) {
