@@ -1,5 +1,7 @@
 #include "backend/local_kv.hpp"
 
+#include "core/json_text.hpp"
+
 #include "io/secure_fs.hpp"
 #include "io/unique_fd.hpp"
 
@@ -77,10 +79,10 @@ Result<std::optional<json::value>> read_value(const fs::path& file) {
       return make_error(errc::limit_exceeded, "value file too large: " + file.string());
     text.append(buffer, static_cast<std::size_t>(n));
   }
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  if (ec) return make_error(errc::store_failure, "unreadable value " + file.string() + ": " + ec.message());
-  return std::optional<json::value>(std::move(v));
+  // A reference provider sharing the store writes Python's dialect (NaN, Infinity).
+  auto v = core::parse_json_python(text);
+  if (!v) return make_error(errc::store_failure, "unreadable value " + file.string() + ": " + v.error().message);
+  return std::optional<json::value>(std::move(*v));
 }
 
 Result<void> check_hkey(std::string_view hkey) {

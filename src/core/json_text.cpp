@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <vector>
 
 namespace carsync::core {
@@ -257,6 +258,76 @@ Result<boost::json::value> parse_json(std::string_view text) {
     return make_error(errc::invalid_request, ec.message() + " at offset " + std::to_string(consumed));
   }
   return p.release();
+}
+
+namespace {
+
+// The string a NaN token becomes before the strict parse: NUL-led, so no likely document
+// holds it, and the walk after the parse counts them to make sure none did.
+constexpr char nan_marker_text[] = "\0carsync:NaN";
+constexpr std::string_view nan_marker{nan_marker_text, sizeof nan_marker_text - 1};
+
+bool continues_token(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// Turns the NaN markers back into NaN doubles; returns how many it found.
+std::size_t restore_nans(json::value& v) {
+  std::size_t found = 0;
+  if (auto* s = v.if_string(); s && std::string_view(*s) == nan_marker) {
+    v = std::numeric_limits<double>::quiet_NaN();
+    return 1;
+  }
+  if (auto* a = v.if_array())
+    for (auto& item : *a) found += restore_nans(item);
+  if (auto* o = v.if_object())
+    for (auto& kv : *o) found += restore_nans(kv.value());
+  return found;
+}
+
+}  // namespace
+
+Result<boost::json::value> parse_json_python(std::string_view text) {
+  // Outside strings, the three tokens are rewritten: an overflowing literal parses as the
+  // infinity of its sign; NaN has no literal, so it travels as a marker string.
+  std::string rewritten;
+  std::size_t nans = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      rewritten += c;
+      if (c == '\\' && i + 1 < text.size()) rewritten += text[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    const auto token = [&](std::string_view word) {
+      return text.substr(i, word.size()) == word &&
+             (i + word.size() == text.size() || !continues_token(text[i + word.size()]));
+    };
+    if (c == '"') {
+      in_string = true;
+    } else if (token("NaN")) {
+      rewritten += "\"\\u0000carsync:NaN\"";
+      ++nans;
+      i += 2;
+      continue;
+    } else if (token("Infinity")) {
+      rewritten += "1e999999";
+      i += 7;
+      continue;
+    } else if (token("-Infinity")) {
+      rewritten += "-1e999999";
+      i += 8;
+      continue;
+    }
+    rewritten += c;
+  }
+  auto parsed = parse_json(rewritten);
+  if (!parsed || nans == 0) return parsed;
+  if (restore_nans(*parsed) != nans)
+    return make_error(errc::invalid_request, "document holds a string that reads as carsync's NaN marker");
+  return parsed;
 }
 
 std::string first_code_points(std::string_view utf8, std::size_t n) {

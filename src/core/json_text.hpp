@@ -25,6 +25,11 @@ Result<void> check_utf8(std::string_view bytes);
 // Parses one JSON document. Errors carry the parser's detail text.
 Result<boost::json::value> parse_json(std::string_view text);
 
+// Parses one JSON document in Python's dialect, as its json module writes it: the tokens
+// NaN, Infinity and -Infinity stand for non-finite floats. Records from a reference
+// provider are read with it; what carsync itself writes never holds those tokens.
+Result<boost::json::value> parse_json_python(std::string_view text);
+
 // The first n code points of a valid UTF-8 string (raw_body cap, §5.4).
 std::string first_code_points(std::string_view utf8, std::size_t n);
 

@@ -1,5 +1,7 @@
 #include "net/http_client.hpp"
 
+#include "core/json_text.hpp"
+
 #include "io/secure_fs.hpp"
 #include "io/unique_fd.hpp"
 
@@ -365,9 +367,10 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
 }
 
 Result<boost::json::value> envelope_result(const HttpResponse& response, const std::string& what) {
-  boost::system::error_code ec;
-  auto doc = boost::json::parse(response.body, ec);
-  if (ec) return failure(what, "response is not JSON: " + one_line(response.body, 120));
+  // The node is Python: a record a reference provider published may hold NaN/Infinity.
+  auto parsed = core::parse_json_python(response.body);
+  if (!parsed) return failure(what, "response is not JSON: " + one_line(response.body, 120));
+  auto& doc = *parsed;
   auto* obj = doc.if_object();
   if (!obj || !obj->contains("result")) return failure(what, "response has no \"result\": " + one_line(response.body, 120));
   auto& result = obj->at("result");

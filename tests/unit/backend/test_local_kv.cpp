@@ -5,7 +5,9 @@
 #include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <string>
 
 namespace carsync::backend {
@@ -124,6 +126,20 @@ TEST_F(LocalKvTest, UnparseableValueIsAnErrorForHget) {
   auto got = kv.hget("h", "k");
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, make_error_code(errc::store_failure));
+}
+
+// A reference provider sharing the store writes Python's json dialect; its records must
+// not read as "unreadable value" and stall every consumer of the key.
+TEST_F(LocalKvTest, PythonNonFiniteTokensAreRead) {
+  write_file(kv.hkey_dir("h") / "6b.json", R"({"cid": "Qm", "metadata": {"x": NaN, "y": -Infinity}})");
+  auto got = kv.hget("h", "k");
+  ASSERT_TRUE(got) << got.error().message;
+  ASSERT_TRUE(*got);
+  EXPECT_TRUE(std::isnan((*got)->at("metadata").at("x").as_double()));
+  EXPECT_EQ((*got)->at("metadata").at("y").as_double(), -std::numeric_limits<double>::infinity());
+  auto all = kv.hgetall("h");
+  ASSERT_TRUE(all) << all.error().message;
+  EXPECT_EQ(all->size(), 1u);
 }
 
 TEST_F(LocalKvTest, KeyOfFileInvertsNaming) {

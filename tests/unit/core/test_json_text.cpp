@@ -4,6 +4,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 namespace carsync::core {
 namespace {
 
@@ -142,6 +145,46 @@ TEST(JsonText, TruthyFollowsPython) {
                                json::value(json::array{0}), json::value(json::object{{"a", nullptr}})}) {
     EXPECT_TRUE(truthy(t)) << t;
   }
+}
+
+}  // namespace
+}  // namespace carsync::core
+
+namespace carsync::core {
+namespace {
+
+// A reference provider (Python's json module) writes non-finite floats as bare tokens.
+TEST(JsonTextPython, ReadsNanAndInfinityTokensOutsideStrings) {
+  auto v = parse_json_python(R"({"a": NaN, "b": [Infinity, -Infinity, 1.5], "s": "NaN Infinity \" NaN", "NaN": 2})");
+  ASSERT_TRUE(v) << v.error().message;
+  const auto& o = v->as_object();
+  EXPECT_TRUE(std::isnan(o.at("a").as_double()));
+  EXPECT_EQ(o.at("b").as_array()[0].as_double(), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(o.at("b").as_array()[1].as_double(), -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(o.at("b").as_array()[2].as_double(), 1.5);
+  EXPECT_EQ(o.at("s").as_string(), "NaN Infinity \" NaN");
+  EXPECT_EQ(o.at("NaN").as_int64(), 2);
+  // What carsync writes back for them stays readable by any strict reader.
+  EXPECT_TRUE(parse_json(to_reference_json(*v)));
+}
+
+TEST(JsonTextPython, StrictJsonReadsTheSameAsTheStrictParser) {
+  const std::string text = R"({"cid": "Qm", "version": 3, "x": [1e3, -0.5, null, true]})";
+  EXPECT_EQ(*parse_json_python(text), *parse_json(text));
+}
+
+TEST(JsonTextPython, RefusesWhatIsNotATokenAndAStringLookingLikeTheMarker) {
+  for (const char* bad : {"[NaNa]", "[Infinityx]", "[nan]", "[-NaN]", "[Inf]", "{\"a\": NaN"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_FALSE(parse_json_python(bad));
+  }
+  auto marker = parse_json_python(R"(["\u0000carsync:NaN", NaN])");
+  ASSERT_FALSE(marker);
+  EXPECT_THAT(marker.error().message, ::testing::HasSubstr("NaN marker"));
+  // Without any NaN token, such a string is just a string.
+  auto plain = parse_json_python(R"(["\u0000carsync:NaN"])");
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(plain->as_array()[0].is_string());
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cmath>
+
 namespace carsync::test {
 namespace {
 
@@ -94,6 +96,29 @@ TEST_F(HttpClientTest, ConnectionsAreReused) {
     co_return ok;
   }());
   EXPECT_EQ(r, 20);
+}
+
+}  // namespace
+}  // namespace carsync::test
+
+namespace carsync::test {
+namespace {
+
+// The node is Python: a record a reference provider published can come back holding the
+// NaN/Infinity tokens of its json module. It is read, not refused as "not JSON".
+TEST(Envelope, ReadsPythonNonFiniteTokens) {
+  net::HttpResponse response;
+  response.status = 200;
+  response.body = R"({"result": {"cid": "Qm", "version": 2, "metadata": {"ratio": NaN, "max": Infinity}}})";
+  auto result = net::envelope_result(response, "cstore hget");
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_TRUE(std::isnan(result->at("metadata").at("ratio").as_double()));
+  EXPECT_TRUE(std::isinf(result->at("metadata").at("max").as_double()));
+
+  response.body = R"({"result": {"cid": NaNcy}})";
+  auto bad = net::envelope_result(response, "cstore hget");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("not JSON"), std::string::npos) << bad.error().message;
 }
 
 }  // namespace

@@ -15,6 +15,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -160,6 +162,21 @@ TEST_F(ConsumerRun, I114_PublishedRecordIsAppliedWithItsMetadata) {
   EXPECT_EQ(last.at("node_id"), json::value(provider_node_id));
   EXPECT_EQ(last.at("version"), pub.record.at("version"));
   EXPECT_EQ(last.at("source_timestamp"), pub.record.at("timestamp"));
+}
+
+// A reference provider can publish metadata holding NaN/Infinity (Python's json). The
+// record is applied, and what carsync writes about it stays strict JSON (null for them).
+TEST_F(ConsumerRun, NonFiniteMetadataFromAReferenceProviderIsAppliedAndWrittenReadably) {
+  write_file(provider_tree() / "weights.bin", binary_bytes());
+  auto pub = publish_archive(capture(), {"/app/data"}, 1714742401,
+                             {{"epoch", 7}, {"loss", std::numeric_limits<double>::quiet_NaN()},
+                              {"best", -std::numeric_limits<double>::infinity()}});
+
+  auto out = run_once();
+
+  ASSERT_EQ(out.outcome, ConsumerOutcome::applied) << out.error;
+  auto last = last_apply();  // parsed strictly
+  EXPECT_EQ(last.at("metadata"), json::parse(R"({"epoch": 7, "loss": null, "best": null})"));
 }
 
 TEST_F(ConsumerRun, I115_NoSyncKeyFetchesNothingAndNeverHsyncs) {
