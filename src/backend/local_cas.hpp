@@ -21,6 +21,10 @@ class LocalCas {
   Result<std::filesystem::path> get(std::string_view cid);
   // Copies the verified blob to `out` (CLI `cas get`).
   Result<void> export_to(std::string_view cid, const std::filesystem::path& out);
+  // A consumer's own copy at `out`, verified: a hard link where the filesystem allows (a
+  // blob is never rewritten, so sharing its inode is safe), else a copy. Retiring the blob
+  // afterwards leaves the copy readable. A missing blob is errc::not_found.
+  Result<void> fetch_to(std::string_view cid, const std::filesystem::path& out);
   // Removes the blob; a missing blob is not an error.
   Result<void> remove(std::string_view cid);
   bool contains(std::string_view cid) const;

@@ -1,26 +1,38 @@
 #include "runtime/local_backend.hpp"
 
 #include <sys/inotify.h>
+#include <unistd.h>
 
 namespace carsync::runtime {
 
 namespace json = boost::json;
 
-LocalContentStore::LocalContentStore(std::filesystem::path root, BlockingPool& pool)
-    : cas_(std::move(root)), pool_(pool) {}
+LocalContentStore::LocalContentStore(std::filesystem::path root, std::filesystem::path download_dir,
+                                     BlockingPool& pool)
+    : cas_(std::move(root)), download_dir_(std::move(download_dir)), pool_(pool) {}
 
 backend::Task<Result<std::string>> LocalContentStore::add_file(std::filesystem::path file) {
   co_return co_await pool_.run([&] { return cas_.put(file); });
 }
 
 backend::Task<Result<std::filesystem::path>> LocalContentStore::get_file(std::string cid) {
-  co_return co_await pool_.run([&] { return cas_.get(cid); });
+  co_return co_await pool_.run([&]() -> Result<std::filesystem::path> {
+    std::error_code ec;
+    std::filesystem::create_directories(download_dir_, ec);
+    if (ec) return os_error(ec.value(), "mkdir " + download_dir_.string());
+    auto out = download_dir_ / cid;  // fetch_to refuses anything but a valid CID first
+    if (auto r = cas_.fetch_to(cid, out); !r) return r.error();
+    return out;
+  });
 }
 
 backend::Task<Result<void>> LocalContentStore::delete_file(std::string cid, bool unpin_remote,
-                                                           bool /*cleanup_local_files*/) {
-  if (!unpin_remote) co_return Result<void>{};
-  co_return co_await pool_.run([&] { return cas_.remove(cid); });
+                                                           bool cleanup_local_files) {
+  co_return co_await pool_.run([&]() -> Result<void> {
+    if (cleanup_local_files && backend::digest_from_cid(cid)) ::unlink((download_dir_ / cid).c_str());
+    if (!unpin_remote) return {};
+    return cas_.remove(cid);
+  });
 }
 
 LocalKvStore::LocalKvStore(std::filesystem::path root, BlockingPool& pool,

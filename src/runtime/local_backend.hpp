@@ -18,16 +18,20 @@ namespace carsync::runtime {
 
 class LocalContentStore final : public backend::ContentStore {
  public:
-  LocalContentStore(std::filesystem::path root, BlockingPool& pool);
+  // get_file puts the node's own verified copy of a blob in `download_dir` as "<cid>", as
+  // the R1FS client does: a provider retiring the CID meanwhile cannot pull it from under
+  // a consumer that is about to scan it.
+  LocalContentStore(std::filesystem::path root, std::filesystem::path download_dir, BlockingPool& pool);
   backend::Task<Result<std::string>> add_file(std::filesystem::path file) override;
   backend::Task<Result<std::filesystem::path>> get_file(std::string cid) override;
   // One store serves every instance: only unpin_remote (the publisher retiring its own
-  // content) removes the blob; cleanup_local_files concerns the caller's own copies.
+  // content) removes the blob; cleanup_local_files removes the node's downloaded copy.
   backend::Task<Result<void>> delete_file(std::string cid, bool unpin_remote,
                                           bool cleanup_local_files) override;
 
  private:
   backend::LocalCas cas_;
+  std::filesystem::path download_dir_;
   BlockingPool& pool_;
 };
 

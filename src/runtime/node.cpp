@@ -126,7 +126,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
       std::tie(cas, kv) = net::make_r1_backend(cfg.backend, ex, cfg.data_dir / "downloads", cfg.limits.store_timeout);
     } else {
       const auto stores = cfg.backend.store_dir.empty() ? cfg.data_dir : cfg.backend.store_dir;
-      cas = std::make_unique<runtime::LocalContentStore>(stores / "cas", io_pool);
+      cas = std::make_unique<runtime::LocalContentStore>(stores / "cas", cfg.data_dir / "downloads", io_pool);
       auto local = std::make_unique<runtime::LocalKvStore>(stores / "kv", io_pool, ex);
       local_kv = local.get();
       kv = std::move(local);

@@ -74,6 +74,33 @@ TEST_F(LocalCasTest, CorruptedBlobIsDetected) {
   EXPECT_EQ(entries_in(tmp.path()), 2u);  // only "in" and "cas": no temp copy left behind
 }
 
+TEST_F(LocalCasTest, FetchedCopySurvivesRetirementOfTheBlob) {
+  write_file(tmp / "in", "snapshot bytes");
+  auto cid = cas.put(tmp / "in");
+  ASSERT_TRUE(cid);
+  fs::create_directories(tmp / "downloads");
+  ASSERT_TRUE(cas.fetch_to(*cid, tmp / "downloads" / *cid));
+  ASSERT_TRUE(cas.remove(*cid));  // the provider retires it while the consumer still needs it
+  EXPECT_EQ(read_file(tmp / "downloads" / *cid), "snapshot bytes");
+
+  auto again = cas.fetch_to(*cid, tmp / "downloads" / "again");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, make_error_code(errc::not_found));
+  EXPECT_EQ(entries_in(tmp / "downloads"), 1u);
+}
+
+TEST_F(LocalCasTest, FetchRefusesACorruptBlobAndLeavesNoCopy) {
+  write_file(tmp / "in", "precious state");
+  auto cid = cas.put(tmp / "in");
+  ASSERT_TRUE(cid);
+  write_file(tmp / "cas" / "blobs" / *cid, "precious statE");
+  fs::create_directories(tmp / "downloads");
+  auto got = cas.fetch_to(*cid, tmp / "downloads" / *cid);
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, make_error_code(errc::corrupt_archive));
+  EXPECT_EQ(entries_in(tmp / "downloads"), 0u);
+}
+
 TEST_F(LocalCasTest, MissingBlobIsNotFound) {
   const std::string cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
   auto got = cas.get(cid);

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <optional>
 #include <fstream>
 #include <set>
 #include <string>
@@ -57,6 +58,42 @@ TEST(LocalKvStore, QueueOverflowTellsWatchersThatAnyKeyMayHaveChanged) {
   EXPECT_TRUE(seen.count("")) << "no overflow signal";
   store.close();
   EXPECT_TRUE(run_until(ioc, [&] { return watcher_ended; }));
+}
+
+// A provider retiring a CID while a consumer downloads it used to pull the file from under
+// the consumer's scan (quarantined at "extract"). The consumer now reads its own copy, and
+// a CID already gone fails the download itself (errc::not_found, stage r1fs_download).
+TEST(LocalContentStore, DownloadIsTheNodesOwnCopyUntilCleanedUp) {
+  TempDir tmp;
+  boost::asio::io_context ioc;
+  runtime::BlockingPool pool(1);
+  runtime::LocalContentStore store(tmp / "cas", tmp / "downloads", pool);
+  test::write_file(tmp / "archive.tar.gz", "archive bytes");
+
+  auto step = [&](auto task) {
+    using R = typename decltype(task)::value_type;
+    std::optional<R> out;
+    boost::asio::co_spawn(ioc, std::move(task), [&](std::exception_ptr e, R r) {
+      if (e) std::rethrow_exception(e);
+      out.emplace(std::move(r));
+    });
+    EXPECT_TRUE(run_until(ioc, [&] { return out.has_value(); }));
+    return std::move(*out);
+  };
+  auto cid = step(store.add_file(tmp / "archive.tar.gz"));
+  ASSERT_TRUE(cid) << cid.error().message;
+  auto path = step(store.get_file(*cid));
+  ASSERT_TRUE(path) << path.error().message;
+  EXPECT_EQ(path->parent_path(), tmp / "downloads");
+
+  ASSERT_TRUE(step(store.delete_file(*cid, /*unpin_remote=*/true, /*cleanup_local_files=*/false)));
+  EXPECT_EQ(test::read_file(*path), "archive bytes");
+  auto gone = step(store.get_file(*cid));
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().code, make_error_code(errc::not_found));
+
+  ASSERT_TRUE(step(store.delete_file(*cid, /*unpin_remote=*/false, /*cleanup_local_files=*/true)));
+  EXPECT_FALSE(fs::exists(*path));
 }
 
 }  // namespace
