@@ -1,16 +1,12 @@
 #include "core/apply_state.hpp"
 
+#include "core/json_text.hpp"
+
 namespace carsync::core {
 namespace {
 
 namespace json = boost::json;
 
-json::array to_array(const std::vector<std::string>& paths) {
-  json::array a;
-  a.reserve(paths.size());
-  for (const auto& p : paths) a.emplace_back(p);
-  return a;
-}
 
 std::optional<std::string> non_empty_string(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
@@ -19,6 +15,24 @@ std::optional<std::string> non_empty_string(const json::object& o, std::string_v
 }
 
 }  // namespace
+
+void put_extracted_paths(json::object& doc, const std::vector<std::string>& paths) {
+  json::array a;
+  std::size_t written = 0;
+  for (const auto& p : paths) {
+    // As written: escaped string, quotes, plus a line's indentation, comma and newline.
+    const json::value v(p);
+    written += to_canonical_json(v).size() + 8;
+    if (written > max_extracted_paths_bytes) break;
+    a.push_back(v);
+  }
+  const bool truncated = a.size() < paths.size();
+  doc["extracted_paths"] = std::move(a);
+  if (truncated) {
+    doc["extracted_paths_truncated"] = true;
+    doc["extracted_count"] = paths.size();
+  }
+}
 
 std::string_view to_string(ApplyState s) noexcept {
   switch (s) {
@@ -54,7 +68,7 @@ json::object failed_preflight_state(const ApplyIdentity& id, double now, std::st
 
 json::object applied_state(const ApplyIdentity& id, double now, const std::vector<std::string>& extracted) {
   json::object doc = apply_state_document(ApplyState::applied, id, now);
-  doc["extracted_paths"] = to_array(extracted);
+  put_extracted_paths(doc, extracted);
   return doc;
 }
 
@@ -62,7 +76,7 @@ json::object rolled_back_state(const ApplyIdentity& id, double now, std::string_
                                const std::vector<std::string>& extracted) {
   json::object doc = apply_state_document(ApplyState::failed_rolled_back, id, now);
   doc["error"] = error;
-  doc["extracted_paths"] = to_array(extracted);
+  put_extracted_paths(doc, extracted);
   return doc;
 }
 
@@ -70,7 +84,7 @@ json::object uncertain_state(const ApplyIdentity& id, double now, std::string_vi
                              const std::vector<std::string>& extracted) {
   json::object doc = apply_state_document(ApplyState::uncertain, id, now);
   doc["error"] = error;
-  doc["extracted_paths"] = to_array(extracted);
+  put_extracted_paths(doc, extracted);
   doc["halted"] = true;
   return doc;
 }

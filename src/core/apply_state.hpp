@@ -25,6 +25,13 @@ struct ApplyIdentity {
 };
 ApplyIdentity identity_of(const boost::json::value& record);
 
+// Sets "extracted_paths" to the paths an apply wrote, as far as they fit
+// max_extracted_paths_bytes as written; a longer list stops there and the document also
+// holds "extracted_paths_truncated": true and "extracted_count" (an archive may hold a
+// million members, and a state or history file must stay readable: max_json_file_bytes).
+inline constexpr std::size_t max_extracted_paths_bytes = 4 * 1024 * 1024;
+void put_extracted_paths(boost::json::object& doc, const std::vector<std::string>& paths);
+
 // {"state", "cid", "version", "timestamp": now}
 boost::json::object apply_state_document(ApplyState s, const ApplyIdentity& id, double now);
 // ... + "stage", "error"

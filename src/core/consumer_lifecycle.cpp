@@ -321,9 +321,7 @@ std::optional<ConsumerAction> ConsumerLifecycle::build(Step s, double now) {
 json::object ConsumerLifecycle::history_entry() const {
   json::object e = last_apply();
   e["manifest"] = object_or_empty(record_, "manifest");
-  json::array paths;
-  for (const auto& p : extracted_) paths.emplace_back(p);
-  e["extracted_paths"] = std::move(paths);
+  put_extracted_paths(e, extracted_);
   return e;
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace carsync::core {
@@ -163,6 +164,7 @@ std::vector<const json::key_value_pair*> sorted_members(const json::object& o) {
 
 struct Style {
   bool pretty;  // 2-space indent and ": " vs compact "," ":"
+  std::size_t limit = std::numeric_limits<std::size_t>::max();  // give up beyond this size
 };
 
 void write_value(std::string& out, const json::value& v, Style style, std::size_t depth);
@@ -189,6 +191,7 @@ void write_value(std::string& out, const json::value& v, Style style, std::size_
       }
       out += '[';
       for (std::size_t i = 0; i < a.size(); ++i) {
+        if (out.size() > style.limit) return;  // the caller sees the size: nothing more to learn
         if (i) out += ',';
         newline(out, style, depth + 1);
         write_value(out, a[i], style, depth + 1);
@@ -206,6 +209,7 @@ void write_value(std::string& out, const json::value& v, Style style, std::size_
       out += '{';
       bool first = true;
       for (const auto* kv : sorted_members(o)) {
+        if (out.size() > style.limit) return;
         if (!first) out += ',';
         first = false;
         newline(out, style, depth + 1);
@@ -225,6 +229,13 @@ void write_value(std::string& out, const json::value& v, Style style, std::size_
 std::string to_reference_json(const boost::json::value& v) {
   std::string out;
   write_value(out, v, Style{true}, 0);
+  return out;
+}
+
+std::optional<std::string> to_reference_json_within(const boost::json::value& v, std::size_t limit) {
+  std::string out;
+  write_value(out, v, Style{true, limit}, 0);
+  if (out.size() > limit) return std::nullopt;
   return out;
 }
 

@@ -4,6 +4,7 @@
 
 #include <boost/json/value.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,6 +14,14 @@ namespace carsync::core {
 // as \uXXXX (surrogate pairs beyond the BMP), no trailing newline. Doubles are written in
 // shortest round-trip form and always keep a fraction or exponent so they stay floats.
 std::string to_reference_json(const boost::json::value& v);
+
+// Every JSON file carsync reads back (state, history, quarantine) is read with this cap,
+// and none is written larger: a file it writes can always be read again.
+inline constexpr std::size_t max_json_file_bytes = 16 * 1024 * 1024;
+
+// to_reference_json, or nullopt once the text would exceed `limit` bytes (memory stays
+// near `limit` however large the indented form of a deeply nested value would grow).
+std::optional<std::string> to_reference_json_within(const boost::json::value& v, std::size_t limit);
 
 // Compact form with sorted keys, separators "," and ":", ASCII-escaped: the canonical
 // text hashed for quarantine digests (§8.7).

@@ -61,6 +61,10 @@ std::vector<std::string> validate_record(const boost::json::value& record, std::
   const json::value& version = member_or_null(rec, "version");
   if (!is_integer(version)) reasons.push_back("sync record version must be an integer, got " + shown(version));
 
+  if (!to_reference_json_within(record, max_record_written_bytes))
+    reasons.push_back("sync record is larger than " + std::to_string(max_record_written_bytes) +
+                      " bytes as written; its history entry could not be read back");
+
   auto manifest_reasons = validate_manifest(record, mounts, policy);
   reasons.insert(reasons.end(), std::make_move_iterator(manifest_reasons.begin()),
                  std::make_move_iterator(manifest_reasons.end()));

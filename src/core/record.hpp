@@ -17,6 +17,10 @@ namespace carsync::core {
 inline constexpr std::string_view sync_hkey = "CHAINSTORE_SYNC";
 inline constexpr std::int64_t manifest_schema_version = 1;
 inline constexpr std::string_view manifest_encryption = "r1fs-default";
+// A record larger than this as written is refused: the received-history entry keeps its
+// manifest and metadata (plus at most max_extracted_paths_bytes of paths) and must stay
+// within max_json_file_bytes to be read back. A record built from any valid request fits.
+inline constexpr std::size_t max_record_written_bytes = 8 * 1024 * 1024;
 
 struct PublishedSnapshot {
   std::string cid;

@@ -120,6 +120,16 @@ boost::system::result<SyncRequest, RequestRejection> parse_request(std::string_v
     return r;
   }
 
+  // 1 MiB of deeply nested arrays can take gigabytes once indented: what the record and
+  // the history keep must stay writable and readable, so the written form is bounded too.
+  if (!to_reference_json_within(*parsed, max_request_written_bytes)) {
+    auto r = reject(errc::limit_exceeded, "request.json would take more than " +
+                                              std::to_string(max_request_written_bytes) +
+                                              " bytes as written in the record; nest it less deeply");
+    r.raw_body = first_code_points(bytes, raw_body_code_points);
+    return r;
+  }
+
   const json::object& body = parsed->get_object();
   const json::value* paths_value = body.if_contains("archive_paths");
   // From here on every rejection echoes the body and its archive_paths (§5.4).

@@ -15,6 +15,8 @@
 namespace carsync::core {
 
 inline constexpr std::size_t max_request_bytes = 1024 * 1024;
+// The same request as written (indented) in the record and the sent history.
+inline constexpr std::size_t max_request_written_bytes = 4 * 1024 * 1024;
 inline constexpr std::size_t raw_body_code_points = 1024;
 
 struct RuntimeSpec {

@@ -54,7 +54,12 @@ Result<void> write_json_at(int dir_fd, std::string_view name, const boost::json:
   if (!is_single_component(name))
     return make_error(errc::io_failure, "invalid control file name '" + std::string(name) + "'");
   // Serialise first: a value that cannot be written leaves no trace on disk.
-  const std::string text = core::to_reference_json(v);
+  auto serialised = core::to_reference_json_within(v, core::max_json_file_bytes);
+  if (!serialised)
+    return make_error(errc::limit_exceeded, "refusing to write " + std::string(name) + ": more than " +
+                                                std::to_string(core::max_json_file_bytes) +
+                                                " bytes, which no reader would accept");
+  const std::string& text = *serialised;
 
   const std::string tmp = random_name("." + std::string(name) + ".", ".tmp");
   if (auto r = write_temp_and_rename(dir_fd, tmp, name, text); !r) {

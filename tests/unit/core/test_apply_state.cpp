@@ -1,5 +1,6 @@
 // current_apply.json documents, the durable halt and dedupe (spec §8.1 step 3, §8.8).
 #include "core/apply_state.hpp"
+#include "core/json_text.hpp"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
@@ -36,6 +37,28 @@ TEST(ApplyState, AppliedAddsExtractedPaths) {
   EXPECT_EQ(applied_state(id, 13.0, {"/app/data", "/app/data/weights.bin"}),
             (json::object{{"state", "applied"}, {"cid", "QmCid"}, {"version", 1714742401}, {"timestamp", 13.0},
                           {"extracted_paths", json::array{"/app/data", "/app/data/weights.bin"}}}));
+}
+
+// An archive may hold a million members; the state and history documents listing them
+// must stay readable (max_json_file_bytes), so the list stops at a byte budget and says so.
+TEST(ApplyState, ExtractedPathsStopAtTheBudgetAndSaySo) {
+  std::vector<std::string> paths;
+  for (int i = 0; i < 1'000'000; ++i) paths.push_back("/app/data/shard-" + std::to_string(i % 1000) + "/file-" + std::to_string(i));
+  const auto doc = applied_state({json::value("Qm"), json::value(1)}, 5.0, paths);
+  const auto& listed = doc.at("extracted_paths").as_array();
+  EXPECT_GT(listed.size(), 50'000u);
+  EXPECT_LT(listed.size(), paths.size());
+  EXPECT_EQ(listed.back().as_string(), paths[listed.size() - 1]);
+  EXPECT_EQ(doc.at("extracted_paths_truncated"), json::value(true));
+  EXPECT_EQ(doc.at("extracted_count"), json::value(1'000'000));
+  const auto text = to_reference_json_within(doc, max_json_file_bytes);
+  ASSERT_TRUE(text.has_value());
+  EXPECT_LT(text->size(), max_extracted_paths_bytes + 1024);
+
+  const auto small = applied_state({json::value("Qm"), json::value(1)}, 5.0, {"/app/data", "/app/data/x"});
+  EXPECT_EQ(small.at("extracted_paths").as_array().size(), 2u);
+  EXPECT_FALSE(small.contains("extracted_paths_truncated"));
+  EXPECT_FALSE(small.contains("extracted_count"));
 }
 
 TEST(ApplyState, RolledBackIsNotHalted) {

@@ -153,6 +153,17 @@ TEST(JsonText, TruthyFollowsPython) {
 namespace carsync::core {
 namespace {
 
+TEST(JsonTextWithin, SameTextWithinTheLimitNothingBeyondIt) {
+  const auto v = json::parse(R"({"b": [1, {"c": "x"}], "a": null})");
+  const auto full = to_reference_json(v);
+  EXPECT_EQ(to_reference_json_within(v, full.size()), full);
+  EXPECT_EQ(to_reference_json_within(v, full.size() - 1), std::nullopt);
+  // Deep nesting with a wide array grows to gigabytes indented: it stops near the limit.
+  json::value deep = json::array(100'000, json::value(0));
+  for (int i = 0; i < 400; ++i) deep = json::array{std::move(deep)};
+  EXPECT_EQ(to_reference_json_within(deep, 1024 * 1024), std::nullopt);
+}
+
 // A reference provider (Python's json module) writes non-finite floats as bare tokens.
 TEST(JsonTextPython, ReadsNanAndInfinityTokensOutsideStrings) {
   auto v = parse_json_python(R"({"a": NaN, "b": [Infinity, -Infinity, 1.5], "s": "NaN Infinity \" NaN", "NaN": 2})");

@@ -82,6 +82,16 @@ TEST_F(RecordTest, BuildRecordWithoutNodeIdAndWithZstd) {
   EXPECT_THAT(validate(rec), IsEmpty());  // tar.zst is accepted
 }
 
+// A record whose history entry could not be read back is refused before it is applied.
+TEST_F(RecordTest, RecordTooLargeAsWrittenIsRefused) {
+  auto big = record();
+  big["metadata"] = json::object{{"blob", std::string(max_record_written_bytes, 'x')}};
+  EXPECT_THAT(validate(big), ElementsAre(HasSubstr("larger than 8388608 bytes as written")));
+  auto fits = record();
+  fits["metadata"] = json::object{{"blob", std::string(max_record_written_bytes / 2, 'x')}};
+  EXPECT_THAT(validate(fits), IsEmpty());
+}
+
 TEST_F(RecordTest, H97_AlignedManifestIsValid) { EXPECT_THAT(validate(record()), IsEmpty()); }
 
 TEST_F(RecordTest, H98_UnmappedPathReportedOnce) {

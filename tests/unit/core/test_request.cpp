@@ -258,6 +258,21 @@ TEST_F(RequestTest, NumberOutOfDoubleRangeIsRefusedNamingWhereItIs) {
       HasSubstr("metadata.deep.list[1]"));
 }
 
+// Under 1 MiB of text, yet gigabytes once indented in the record and the sent history:
+// refused before anything is built, and not echoed as JSON.
+TEST_F(RequestTest, RequestTooLargeAsWrittenIsRefused) {
+  std::string nested(400, '[');
+  for (int i = 0; i < 50'000; ++i) nested += i ? ",0" : "0";
+  nested += std::string(400, ']');
+  const std::string body = R"({"archive_paths": ["/app/data/"], "metadata": {"deep": )" + nested + "}}";
+  ASSERT_LT(body.size(), max_request_bytes);
+  auto e = rejected(body);
+  EXPECT_EQ(e.error.code, make_error_code(errc::limit_exceeded));
+  EXPECT_THAT(e.error.message, HasSubstr("as written"));
+  EXPECT_TRUE(e.request.is_null());
+  EXPECT_TRUE(e.raw_body.has_value());
+}
+
 // Integers keep their precision; large but finite doubles are fine.
 TEST_F(RequestTest, LargeIntegersAndFiniteDoublesKeepTheirValue) {
   auto r = parse(

@@ -1,5 +1,8 @@
 #include "io/history_store.hpp"
 
+#include "core/apply_state.hpp"
+#include "core/json_text.hpp"
+
 #include "support/temp_dir.hpp"
 
 #include <boost/json.hpp>
@@ -60,6 +63,29 @@ TEST_F(HistoryStoreTest, D39_SentAppendNameAndNullDeletion) {
   EXPECT_EQ(body.at("history_written_at_ns"), 1234);
   EXPECT_EQ(body.at("cid"), "QmHash1234567890ABCDEF");
   EXPECT_EQ(fs::status(root / "sent" / *name).permissions(), fs::perms(0644));
+}
+
+// A million extracted paths used to make an entry the reader's cap refused: the apply
+// counted, but dedupe and retirement could never see it again.
+TEST_F(HistoryStoreTest, EntryForAMillionExtractedPathsIsReadBack) {
+  std::vector<std::string> paths;
+  for (int i = 0; i < 1'000'000; ++i) paths.push_back("/app/data/shard-" + std::to_string(i % 1000) + "/file-" + std::to_string(i));
+  auto e = entry(9, "QmMillion");
+  core::put_extracted_paths(e, paths);
+  ASSERT_TRUE(store.append(HistoryDir::received, e, 1));
+  const auto entries = store.entries(HistoryDir::received);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].body.at("extracted_count"), json::value(1'000'000));
+}
+
+TEST_F(HistoryStoreTest, AnEntryNoReaderWouldAcceptIsNotWritten) {
+  auto e = entry(10, "QmHuge");
+  e["metadata"] = json::object{{"blob", std::string(core::max_json_file_bytes, 'x')}};
+  auto name = store.append(HistoryDir::received, e, 1);
+  ASSERT_FALSE(name);
+  EXPECT_EQ(name.error().code, make_error_code(errc::limit_exceeded));
+  EXPECT_TRUE(store.entries(HistoryDir::received).empty());
+  EXPECT_TRUE(fs::is_empty(root / "received"));  // no temp file either
 }
 
 TEST_F(HistoryStoreTest, D40_ReceivedAppendWritesUnderReceived) {
