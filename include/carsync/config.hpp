@@ -97,6 +97,9 @@ struct RuntimeLimits {
   // Deadline of each clean-up step that runs after a cancellation (restarting a container
   // carsync stopped, finishing an apply's bookkeeping): the "small bound" past the grace.
   std::chrono::seconds cleanup_timeout{20};
+  // History entries kept per instance and direction (sent/received) once retired; an entry
+  // still awaiting its retirement is kept regardless (spec §9.3, §12 item 7).
+  std::size_t history_keep = 64;
   std::string file_engine = "auto";               // "auto", "io_uring" or "portable"
 };
 

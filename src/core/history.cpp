@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <string_view>
+#include <unordered_set>
 #include <limits>
 
 namespace carsync::core {
@@ -92,6 +94,29 @@ std::optional<std::size_t> retirement_target(const std::vector<HistoryEntry>& so
     return i;
   }
   return std::nullopt;
+}
+
+std::vector<std::size_t> prunable(const std::vector<HistoryEntry>& sorted, std::size_t keep) {
+  std::vector<std::size_t> out;
+  if (sorted.size() <= keep) return out;
+  // CIDs of entries newer than the one looked at: such an entry stands for the same content.
+  std::unordered_set<std::string_view> newer;
+  for (std::size_t i = sorted.size(); i-- > 0;) {
+    const HistoryEntry& e = sorted[i];
+    const json::value& cid = cid_of(e);
+    const bool beyond_keep = sorted.size() - i > keep;
+    if (beyond_keep) {
+      const json::value* attempted = nullptr;
+      if (const auto* d = e.body.if_contains("deletion"); d && d->is_object())
+        attempted = d->get_object().if_contains("deletion_succeeded");
+      const bool retried_never = attempted && attempted->is_bool();  // §9.3 step 5: not picked again
+      const bool shadowed = cid.is_string() && newer.contains(std::string_view(cid.get_string()));
+      if (already_retired(e) || retried_never || shadowed || !truthy(cid)) out.push_back(i);
+    }
+    if (cid.is_string()) newer.insert(std::string_view(cid.get_string()));
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
 }
 
 boost::json::object null_deletion() {

@@ -33,7 +33,7 @@ constexpr std::string_view node_keys[] = {"data_dir",      "node_id",        "ba
 constexpr std::string_view backend_keys[] = {"kind", "cstore_url", "r1fs_url", "store_dir"};
 constexpr std::string_view limits_keys[] = {
     "archive_workers", "io_workers",      "uring_queue_depth", "read_block_size",   "rescan_interval_s",
-    "step_timeout_s",  "store_timeout_s", "shutdown_grace_s",  "cleanup_timeout_s", "file_engine"};
+    "step_timeout_s",  "store_timeout_s", "shutdown_grace_s",  "cleanup_timeout_s", "history_keep", "file_engine"};
 constexpr std::string_view image_keys[] = {"dir", "size_mib"};
 constexpr std::string_view instance_keys[] = {"id",      "container", "system_volume", "system_volume_image",
                                               "volumes", "SYNC"};
@@ -159,6 +159,8 @@ RuntimeLimits parse_limits(const json::value* v) {
   read_seconds(o, "shutdown_grace_s", l.shutdown_grace);
   // A clean-up step (restarting a container carsync stopped) is short; an hour is already absurd.
   read_seconds(o, "cleanup_timeout_s", l.cleanup_timeout, 3600);
+  // Two: the latest and the one being retired.
+  read_limit(o, "history_keep", l.history_keep, 2, 1'000'000);
   if (auto engine = optional_string(o, "file_engine", "limits")) {
     if (*engine != "auto" && *engine != "io_uring" && *engine != "portable")
       fail("limits.file_engine must be \"auto\", \"io_uring\" or \"portable\", got \"" + *engine + "\"",

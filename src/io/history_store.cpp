@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <string>
@@ -115,6 +116,21 @@ Result<void> HistoryStore::record_deletion(core::HistoryDir dir, std::int64_t ve
   // Only the deletion sub-record changes; history_written_at_ns and sequence keep the order.
   body->as_object()["deletion"] = core::deletion_result(deleted_at, succeeded, std::move(error));
   return write_json_at(dir_fd->get(), name, *body);
+}
+
+Result<std::size_t> HistoryStore::prune(core::HistoryDir dir, std::size_t keep) {
+  std::lock_guard lock(mu_);
+  const auto all = load_entries(dir_path(dir));
+  const auto doomed = core::prunable(all, keep);
+  if (doomed.empty()) return std::size_t{0};
+  auto dir_fd = open_root_dir(dir_path(dir));
+  if (!dir_fd) return dir_fd.error();
+  for (const auto i : doomed)
+    if (::unlinkat(dir_fd->get(), all[i].file_name.c_str(), 0) != 0 && errno != ENOENT)
+      return os_error(errno, "remove history entry " + all[i].file_name);
+  // The sequence survives: it continues from the newest entry, which is never pruned.
+  if (auto r = fsync_dir(dir_fd->get()); !r) return r.error();
+  return doomed.size();
 }
 
 }  // namespace carsync::io

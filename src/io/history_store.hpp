@@ -32,6 +32,9 @@ class HistoryStore {
                                std::optional<double> deleted_at, bool succeeded,
                                std::optional<std::string> error);
 
+  // Deletes the entries core::prunable picks beyond the newest `keep`; returns how many.
+  Result<std::size_t> prune(core::HistoryDir dir, std::size_t keep);
+
   std::filesystem::path dir_path(core::HistoryDir dir) const;
 
  private:

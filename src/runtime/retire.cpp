@@ -6,8 +6,10 @@
 
 namespace carsync::runtime {
 
-boost::asio::awaitable<void> retire_previous(InstanceContext& ctx, core::HistoryDir dir,
-                                             bool unpin_remote, bool cleanup_local_files) {
+namespace {
+
+boost::asio::awaitable<void> retire_one(InstanceContext& ctx, core::HistoryDir dir, bool unpin_remote,
+                                        bool cleanup_local_files) {
   auto entries = co_await ctx.io_pool.run([&] { return ctx.history.entries(dir); });
   auto idx = core::retirement_target(entries);
   if (!idx) co_return;
@@ -34,6 +36,21 @@ boost::asio::awaitable<void> retire_previous(InstanceContext& ctx, core::History
   });
   if (!rec) spdlog::warn("[{}] could not record retirement of cid={}: {}", ctx.config.id, target,
                          rec.error().message);
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> retire_previous(InstanceContext& ctx, core::HistoryDir dir,
+                                             bool unpin_remote, bool cleanup_local_files) {
+  co_await retire_one(ctx, dir, unpin_remote, cleanup_local_files);
+  co_await prune_history(ctx, dir);
+}
+
+boost::asio::awaitable<void> prune_history(InstanceContext& ctx, core::HistoryDir dir) {
+  auto pruned = co_await ctx.io_pool.run([&] { return ctx.history.prune(dir, ctx.limits.history_keep); });
+  if (!pruned) spdlog::warn("[{}] could not prune {} history: {}", ctx.config.id, core::to_string(dir),
+                            pruned.error().message);
+  else if (*pruned) spdlog::debug("[{}] pruned {} {} history entries", ctx.config.id, *pruned, core::to_string(dir));
 }
 
 }  // namespace carsync::runtime

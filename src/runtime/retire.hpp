@@ -8,8 +8,12 @@
 namespace carsync::runtime {
 
 // Deletes the newest un-retired earlier CID (not the current one) with the role's flags and
-// records the outcome in its history file. Never fails the operation that called it.
+// records the outcome in its history file, then prunes the directory. Never fails the
+// operation that called it.
 boost::asio::awaitable<void> retire_previous(InstanceContext& ctx, core::HistoryDir dir,
                                              bool unpin_remote, bool cleanup_local_files);
+
+// Keeps the history directory bounded: limits.history_keep retired entries (core::prunable).
+boost::asio::awaitable<void> prune_history(InstanceContext& ctx, core::HistoryDir dir);
 
 }  // namespace carsync::runtime

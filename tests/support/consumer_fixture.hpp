@@ -146,6 +146,8 @@ class ConsumerFixture {
 
   void put_record(const boost::json::value& record) { kv.data[std::string(core::sync_hkey)][config.sync.key] = record; }
 
+  RuntimeLimits limits;  // what context() hands the run
+
   runtime::InstanceContext context() {
     return runtime::InstanceContext{.config = config,
                                     .policy = core::MountPolicy{},
@@ -161,7 +163,7 @@ class ConsumerFixture {
                                     .scratch_dir = instance_dir() / "scratch",
                                     .state_dir = state_dir(),
                                     .engine = io::EngineKind::portable,
-                                    .limits = RuntimeLimits{},
+                                    .limits = limits,
                                     .status = nullptr};
   }
 

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace carsync::core {
@@ -120,6 +121,48 @@ TEST(History, DeletionRecords) {
             (json::object{{"deleted_at", 12.5}, {"deletion_succeeded", true}, {"deletion_error", nullptr}}));
   EXPECT_EQ(deletion_result(std::nullopt, false, "boom"),
             (json::object{{"deleted_at", nullptr}, {"deletion_succeeded", false}, {"deletion_error", "boom"}}));
+}
+
+HistoryEntry failed_deletion(HistoryEntry e) {
+  e.body["deletion"] = deletion_result(std::nullopt, false, std::string("store down"));
+  return e;
+}
+
+// Spec §12 item 7: history grows without bound in the reference. What may go, keep = 2.
+TEST(HistoryPrune, KeepsTheNewestAndEverythingStillAwaitingRetirement) {
+  struct Case {
+    const char* name;
+    std::vector<HistoryEntry> sorted;
+    std::vector<std::size_t> expected;
+  };
+  const std::vector<Case> cases = {
+      {"no more than keep", {retired(entry("A", 1, 1)), entry("B", 2, 2)}, {}},
+      {"retired beyond keep go", {retired(entry("A", 1, 1)), retired(entry("B", 2, 2)), retired(entry("C", 3, 3)), entry("D", 4, 4)}, {0, 1}},
+      {"awaiting retirement stays", {entry("A", 1, 1), retired(entry("B", 2, 2)), retired(entry("C", 3, 3)), entry("D", 4, 4)}, {1}},
+      {"failed deletion is never retried: goes", {failed_deletion(entry("A", 1, 1)), retired(entry("B", 2, 2)), entry("C", 3, 3), entry("D", 4, 4)}, {0, 1}},
+      {"same CID as a newer entry goes", {entry("D", 1, 1), entry("D", 2, 2), entry("D", 3, 3), entry("D", 4, 4)}, {0, 1}},
+      {"no CID goes", {entry("", 1, 1), entry("B", 2, 2), entry("C", 3, 3)}, {0}},
+      {"the newest keep stay even if retired", {retired(entry("A", 1, 1)), retired(entry("B", 2, 2))}, {}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(prunable(c.sorted, 2), c.expected);
+  }
+}
+
+// Pruning never changes what retirement picks next.
+TEST(HistoryPrune, RetirementTargetSurvivesPruning) {
+  std::vector<HistoryEntry> sorted;
+  for (int i = 0; i < 40; ++i) sorted.push_back(i % 3 == 0 ? entry("X" + std::to_string(i), i, i) : retired(entry("R" + std::to_string(i), i, i)));
+  sorted.push_back(entry("LATEST", 99, 99));
+  const auto target = retirement_target(sorted);
+  ASSERT_TRUE(target);
+  const auto doomed = prunable(sorted, 2);
+  EXPECT_EQ(std::count(doomed.begin(), doomed.end(), *target), 0);
+  std::vector<HistoryEntry> kept;
+  for (std::size_t i = 0; i < sorted.size(); ++i)
+    if (std::find(doomed.begin(), doomed.end(), i) == doomed.end()) kept.push_back(sorted[i]);
+  EXPECT_EQ(cids({kept[*retirement_target(kept)]}), cids({sorted[*target]}));
 }
 
 }  // namespace

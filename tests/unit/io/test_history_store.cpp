@@ -88,6 +88,25 @@ TEST_F(HistoryStoreTest, AnEntryNoReaderWouldAcceptIsNotWritten) {
   EXPECT_TRUE(fs::is_empty(root / "received"));  // no temp file either
 }
 
+TEST_F(HistoryStoreTest, PruneRemovesRetiredEntriesBeyondKeepAndNumberingContinues) {
+  for (int v = 1; v <= 6; ++v) {
+    ASSERT_TRUE(store.append(HistoryDir::sent, entry(v, "Qm" + std::to_string(v)), v));
+    if (v > 1) ASSERT_TRUE(store.record_deletion(HistoryDir::sent, v - 1, "Qm" + std::to_string(v - 1), 1.0, true, std::nullopt));
+  }
+  auto pruned = store.prune(HistoryDir::sent, 2);
+  ASSERT_TRUE(pruned) << pruned.error().message;
+  EXPECT_EQ(*pruned, 4u);
+  auto left = store.entries(HistoryDir::sent);
+  ASSERT_EQ(left.size(), 2u);
+  EXPECT_EQ(left[0].body.at("cid"), "Qm5");
+  EXPECT_EQ(left[1].body.at("cid"), "Qm6");
+  EXPECT_EQ(*store.prune(HistoryDir::sent, 2), 0u);
+
+  HistoryStore reopened{root};
+  ASSERT_TRUE(reopened.append(HistoryDir::sent, entry(7, "Qm7"), 7));
+  EXPECT_EQ(reopened.latest(HistoryDir::sent)->body.at("sequence"), json::value(7));
+}
+
 TEST_F(HistoryStoreTest, D40_ReceivedAppendWritesUnderReceived) {
   auto name = store.append(HistoryDir::received, entry(7, "Qm"), 1);
   ASSERT_TRUE(name);

@@ -412,6 +412,23 @@ TEST_F(ConsumerRun, J130_SecondApplyRetiresTheFirstLocalCopyOnly) {
   EXPECT_TRUE(cas.deletes[0].cleanup_local_files);
 }
 
+// Spec §12 item 7: the reference's history grows by one file per apply and every apply
+// reads all of it (a 10-minute soak doubled apply latency). Retired entries beyond
+// limits.history_keep go.
+TEST_F(ConsumerRun, HistoryStaysBoundedAtHistoryKeep) {
+  limits.history_keep = 2;
+  for (int i = 0; i < 5; ++i) {
+    later(100);
+    publish_weights(1714742401 + 100 * i, static_cast<char>(i));
+    ASSERT_EQ(run_once().outcome, ConsumerOutcome::applied);
+  }
+  auto entries = received();
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[1].at("version"), json::value(1714742401 + 400));
+  EXPECT_TRUE(entries[0].at("deletion").at("deleted_at").is_number());  // retired, kept
+  EXPECT_EQ(cas.deletes.size(), 4u);
+}
+
 // ---------------------------------------------------------------------------------------
 // N. Consumer tick
 
