@@ -6,14 +6,17 @@ ChainStore: daemon A runs --pairs provider instances plus --failing providers wh
 holds a FIFO (every request fails mid-archive, after the gzip writer is open: the path that
 leaked ~330 KB per failure), daemon B runs one consumer per provider key. Each provider app
 publishes in a closed loop: new content, request.json renamed into place, response.json,
-the consumer's last_apply.json naming the same CID, a think time, again. The failing apps
-re-request as soon as they are answered. Safety rescans are an hour away, so only the
+the consumer's last_apply.json naming the same CID, a think time, again, with at most
+--max-in-flight publishes at a time (so the working set, and RSS, do not follow whatever
+else loads the machine). The failing apps re-request as soon as they are answered.
+Phases: warm-up; quiescent point; failing requests alone (RSS must not grow); the soak;
+quiescent point; the overload check. Safety rescans are an hour away, so only the
 inotify paths serve requests: a lost event is a missed request.
 
 Every --window seconds a row samples each daemon from /proc/<pid>: open descriptors,
 inotify watches (`inotify wd:` lines in fdinfo), VmRSS; and the window's request counts
 and latency percentiles (request -> response.json and publish -> last_apply.json, from the
-files' mtimes). At two quiescent points (after the warm-up and at the end, nothing in
+files' mtimes), the daemons' CPU per answer/apply and the load average. At two quiescent points (after the warm-up and at the end, nothing in
 flight) descriptors and watches must be equal, RSS within tolerance; latency must not
 trend up; every request answered exactly once (the response echoes the request's seq, one
 sent-history entry per ok answer); every consumer holds its provider's last snapshot.
@@ -81,6 +84,7 @@ class Daemon:
     def start(self):
         self.log_offset = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         out = open(self.log, "ab")
+        self.cpu_seen = 0.0
         self.proc = subprocess.Popen([self.binary, "--config", self.config], stdout=out, stderr=subprocess.STDOUT)
         out.close()
 
@@ -99,6 +103,15 @@ class Daemon:
                 return
             time.sleep(0.05)
         raise SystemExit(f"{self.name}: not ready within {limit} s; see {self.log}")
+
+    def cpu_delta(self):
+        """Seconds of CPU (user + system) since the last call."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        delta = total - getattr(self, "cpu_seen", 0.0)
+        self.cpu_seen = total
+        return delta
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -239,13 +252,18 @@ class Soak:
 
     # ---- the apps ---------------------------------------------------------------------
 
-    def step(self, load, t):
-        """Advances every app once. `load`: whether idle apps may request again."""
-        for p in self.providers:
+    def step(self, load, t, failing_only=False):
+        """Advances every app once. `load`: whether idle apps may request again (at most
+        --max-in-flight publishes at a time, so the working set does not follow the machine's
+        load; the failing apps are not counted)."""
+        publishing = sum(1 for p in self.providers if not p.failing and p.state in ("response", "apply"))
+        self.turn = (getattr(self, "turn", 0) + 1) % len(self.providers)  # fair admission
+        for p in self.providers[self.turn:] + self.providers[:self.turn]:
             if p.state == "idle":
-                if load and t >= p.next_at:
+                if load and t >= p.next_at and (p.failing or (not failing_only and publishing < self.args.max_in_flight)):
                     p.request(t)
                     self.counts["requests"] += 1
+                    publishing += not p.failing
                 continue
             if p.state == "lost":
                 continue
@@ -307,12 +325,20 @@ class Soak:
 
     # ---- windows and quiescent points -------------------------------------------------
 
-    def close_window(self, t0, phase):
+    def close_window(self, t0, phase, skip_empty=False):
+        if skip_empty and not any(self.counts.values()):
+            return
         row = {"t_s": round(now() - t0, 1), "phase": phase}
         for d in self.daemons:
             fds, watches, rss = d.sample()
             row.update({f"{d.name}_fds": fds, f"{d.name}_watches": watches, f"{d.name}_rss_mib": round(rss / 1024, 1)})
         row.update({k: v for k, v in self.counts.items()})
+        # CPU per answered request / per apply: the daemons' own work, whatever else runs here.
+        a_cpu, b_cpu = (d.cpu_delta() for d in self.daemons)
+        answers = self.counts["ok"] + self.counts["failed_as_expected"]
+        row["A_cpu_ms_per_answer"] = round(a_cpu * 1000 / answers, 2) if answers else ""
+        row["B_cpu_ms_per_apply"] = round(b_cpu * 1000 / self.counts["applied"], 2) if self.counts["applied"] else ""
+        row["load1"] = open("/proc/loadavg").read().split()[0]
         row["in_flight"] = self.in_flight()
         for name, lat in (("resp", self.lat_resp), ("apply", self.lat_apply)):
             row[f"{name}_p50_ms"] = round(pct(lat, 0.5) * 1000)  if lat else ""
@@ -330,16 +356,22 @@ class Soak:
             print(",".join(cols), flush=True)
         print(",".join(str(row[c]) for c in cols), flush=True)
 
-    def run_load(self, seconds, t0, phase):
+    def run_load(self, seconds, t0, phase, failing_only=False):
+        # Staggered like the think times, so the phase does not open with every app at once.
+        for p in self.providers:
+            if not p.failing:
+                p.next_at = now() + random.uniform(0, self.args.think_max)
         end = now() + seconds
         next_window = now() + self.args.window
         while now() < end:
-            self.step(True, now())
+            self.step(True, now(), failing_only)
             if now() >= next_window:
                 self.close_window(t0, phase)
                 next_window += self.args.window
             self.check_daemons()
             time.sleep(self.args.tick)
+        if now() - (next_window - self.args.window) >= 1:  # the phase's last, shorter window
+            self.close_window(t0, phase)
 
     def drain(self, limit):
         deadline = now() + limit
@@ -428,11 +460,27 @@ class Soak:
         self.run_load(a.warmup, t0, "warmup")
         self.drain(a.deadline)
         q1 = self.quiescent("after warm-up")
+        # Repeated failures alone (each fails mid-archive, after the gzip writer is open):
+        # what used to leak ~330 KB per request.
+        failed_before = self.total["failed_as_expected"]
+        self.run_load(a.fail_phase, t0, "failures", failing_only=True)
+        self.drain(a.deadline)
+        self.close_window(t0, "failures", skip_empty=True)
+        qf = self.quiescent("after the failures")
+        failures = self.total["failed_as_expected"] - failed_before
+        grown = (qf[0][2] - q1[0][2]) * 1024
+        print(f"# repeated failures: {failures} requests failed mid-archive; daemon A RSS "
+              f"{q1[0][2] / 1024:.1f} -> {qf[0][2] / 1024:.1f} MiB ({max(grown, 0) / max(failures, 1):.0f} bytes per failure)",
+              flush=True)
+        if failures < 100:
+            self.fail(f"only {failures} failing requests: too few to tell")
+        if grown > a.fail_rss_slack_mib * 1024 * 1024:
+            self.fail(f"daemon A RSS grew {grown / 1048576:.1f} MiB over {failures} failed requests")
         mark = len(self.rows)
         self.run_load(a.minutes * 60, t0, "soak")
         load_rows = self.rows[mark:]
         self.drain(a.deadline)
-        self.close_window(t0, "drained")
+        self.close_window(t0, "drained", skip_empty=True)
         q2 = self.quiescent("at the end")
         self.check_flat(q1, q2, load_rows)
         self.check_exactly_once()
@@ -538,6 +586,9 @@ def main():
     ap.add_argument("--think-min", type=float, default=1.0)
     ap.add_argument("--think-max", type=float, default=4.0)
     ap.add_argument("--fail-think", type=float, default=0.05)
+    ap.add_argument("--max-in-flight", type=int, default=64, help="publishes in flight at most (admission control)")
+    ap.add_argument("--fail-phase", type=float, default=45, help="seconds of failing requests alone after the warm-up")
+    ap.add_argument("--fail-rss-slack-mib", type=float, default=2)
     ap.add_argument("--deadline", type=float, default=180, help="seconds a request may take before it counts as missed")
     ap.add_argument("--queue", type=int, default=16, help="max_queued_events for the overflow check")
     ap.add_argument("--no-overflow", action="store_true")
