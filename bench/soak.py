@@ -231,7 +231,8 @@ class Soak:
             f = App(self.work, f"f{i:02d}", f"50a4e000-0000-4000-8000-fa11{i:08d}", "failing")
             with open(os.path.join(f.data, "before.txt"), "w") as fh:
                 fh.write("some content so the archive is under way\n" * 100)
-            os.mkfifo(os.path.join(f.data, "pipe"))  # a special file: refused mid-archive
+            if not os.path.exists(os.path.join(f.data, "pipe")):
+                os.mkfifo(os.path.join(f.data, "pipe"))  # a special file: refused mid-archive
             apps_a.append(f)
             self.providers.append(Provider(f, None, True))
         self.daemons = []
@@ -459,6 +460,7 @@ class Soak:
         t0 = now()
         self.run_load(a.warmup, t0, "warmup")
         self.drain(a.deadline)
+        self.close_window(t0, "warmup", skip_empty=True)
         q1 = self.quiescent("after warm-up")
         # Repeated failures alone (each fails mid-archive, after the gzip writer is open):
         # what used to leak ~330 KB per request.
