@@ -282,5 +282,38 @@ TEST_F(ConsumerDiskFull, CommittingIntoAFullVolumeRollsBackIsQuarantinedAtCommit
   EXPECT_EQ(read_file(appdata() / "keep.txt"), "kept");
 }
 
+// The host-private state fills instead (data_dir on its own filesystem): the write-ahead
+// journal cannot be written, so the commit must not begin; the volume stays as it was and
+// the app is started again. Nothing could be quarantined either (the same disk is full), so
+// the next tick after the space returns applies at once.
+TEST_F(ConsumerDiskFull, CommittingWithAFullStateDirNeverTouchesTheVolumeThenApplies) {
+  MOUNT_OR_SKIP(space, state_dir(), 1024);
+  auto pub = publish();
+  seed_volume();
+  TreeSnapshot at_stop;
+  container.on_stop = [&] {
+    space.fill();
+    at_stop = snapshot_tree(appdata());
+  };
+  auto ctx = context();
+
+  auto out = run(runtime::run_consumer_once(ctx, state));
+
+  EXPECT_EQ(out.outcome, ConsumerOutcome::commit_failed) << out.error;
+  EXPECT_TRUE(out.restart_safe);
+  EXPECT_THAT(out.error, HasSubstr("No space left on device"));
+  EXPECT_THAT(container.lifecycle, ElementsAre("stop", "start"));
+  EXPECT_EQ(snapshot_tree(appdata()), at_stop);
+  EXPECT_FALSE(io::apply_pending(runtime::apply_journal_path(ctx)));
+  EXPECT_FALSE(control_exists(io::last_apply_name));
+
+  container.on_stop = nullptr;
+  space.release();
+  auto again = run(runtime::run_consumer_once(ctx, state));
+  ASSERT_EQ(again.outcome, ConsumerOutcome::applied) << again.error;
+  EXPECT_EQ(read_file(appdata() / "big.bin"), read_file(provider_tree() / "big.bin"));
+  EXPECT_EQ(read_file(appdata() / "keep.txt"), "kept");
+}
+
 }  // namespace
 }  // namespace carsync::test
