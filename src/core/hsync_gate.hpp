@@ -1,6 +1,9 @@
 #pragma once
 // When a consumer asks the ChainStore to sync its replica (spec §8.2). Times are seconds on
-// any one clock; the gate starts at 0, so the first check after start-up is due.
+// any one clock (the runtime uses a monotonic one, whose origin is arbitrary: near 0 right
+// after boot); before the first hsync the gate is due whatever that clock reads.
+#include <limits>
+
 namespace carsync::core {
 
 inline constexpr double hsync_failure_retry_s = 30;
@@ -23,7 +26,7 @@ class HsyncGate {
 
  private:
   double interval_;
-  double last_ = 0;
+  double last_ = -std::numeric_limits<double>::infinity();  // never
 };
 
 }  // namespace carsync::core

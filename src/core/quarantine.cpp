@@ -96,7 +96,13 @@ json::object next_quarantine_record(const json::value* previous, const Quarantin
 
 bool quarantine_active(const json::value& record, double now) noexcept {
   const auto next = number(member(&record, "next_retry_after"));
-  return next && now < *next;
+  if (!next || now >= *next) return false;
+  // A wall clock that reads before the failure was stepped back: what is left of the wait
+  // can no longer be told, and waiting for the clock to catch up would hold the record for
+  // the length of the step (a year, for a clock set back a year). Retry now; a failure
+  // re-arms the backoff from the new clock.
+  const auto last = number(member(&record, "last_failed"));
+  return !(last && now < *last);
 }
 
 }  // namespace carsync::core

@@ -49,7 +49,8 @@ struct QuarantineFailure {
 // nullptr; anything unusable counts as none): failure_count + 1, first_seen preserved.
 boost::json::object next_quarantine_record(const boost::json::value* previous, const QuarantineFailure& f);
 
-// True when `record` is an object whose numeric next_retry_after is after now.
+// True when `record` is an object whose numeric next_retry_after is after now, unless now
+// is before its last_failed (the wall clock was stepped back since: retry now).
 bool quarantine_active(const boost::json::value& record, double now) noexcept;
 
 }  // namespace carsync::core

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,13 @@ Error archive_error(struct archive* a, std::string_view what) {
   text += ": ";
   const char* detail = archive_error_string(a);
   text += detail ? detail : "unknown libarchive error";
+  // libarchive says only "Write error" when write(2) fails; the errno it kept is the
+  // cause an operator needs ("No space left on device").
+  const int err = archive_errno(a);
+  if (err > 0) {  // libarchive's own errors are negative (ARCHIVE_ERRNO_MISC)
+    const std::string cause = std::strerror(err);
+    if (text.find(cause) == std::string::npos) text += ": " + cause;
+  }
   return make_error(errc::io_failure, std::move(text));
 }
 

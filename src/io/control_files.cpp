@@ -75,12 +75,13 @@ Result<unique_fd> ControlFiles::open_control_dir() const {
   if (!root) return root.error();
   auto st = lstat_beneath(root->get(), control_subdir);
   if (!st) return st.error();
-  if (S_ISLNK(st->st_mode)) return unsafe("refusing symlink control directory");
-  if (!S_ISDIR(st->st_mode)) return unsafe("refusing non-directory control directory");
+  // The path in the text: the operator has to find which of hundreds of system volumes it is.
+  if (S_ISLNK(st->st_mode)) return unsafe("refusing symlink control directory " + control_dir().string());
+  if (!S_ISDIR(st->st_mode)) return unsafe("refusing non-directory control directory " + control_dir().string());
   // The no-symlink resolution closes the window between the lstat and the open.
   auto dir = open_beneath(root->get(), control_subdir, O_RDONLY | O_DIRECTORY);
   if (!dir && dir.error().code == make_error_code(errc::symlink_rejected))
-    return unsafe("refusing symlink control directory");
+    return unsafe("refusing symlink control directory " + control_dir().string());
   return dir;
 }
 
@@ -95,7 +96,10 @@ Result<void> ControlFiles::provision() {
   auto existing = lstat_at(root->get(), control_subdir);
   if (!existing) return existing.error();
   if (*existing && !S_ISDIR((*existing)->st_mode)) {
-    // A symlink is unlinked, never followed: its target stays untouched.
+    // A symlink is unlinked, never followed: its target stays untouched. Said, naming it:
+    // something on the host or in the app replaced the directory.
+    spdlog::warn("volume-sync: {} was a {}, not a directory: replacing it with one", ctl_path,
+                 S_ISLNK((*existing)->st_mode) ? "symlink" : "non-directory");
     if (::unlinkat(root->get(), std::string(control_subdir).c_str(), 0) != 0)
       return os_error(errno, "unlink " + ctl_path);
   }
@@ -133,10 +137,8 @@ ClaimOutcome ControlFiles::claim(std::size_t max_bytes) {
   }
 
   // Step 4.
-  if (::renameat(dir, request.c_str(), dir, processing.c_str()) != 0) {
-    spdlog::warn("volume-sync: could not claim {}: {}; retrying next tick", request, std::strerror(errno));
-    return ClaimFailedToRename{};
-  }
+  if (::renameat(dir, request.c_str(), dir, processing.c_str()) != 0)
+    return ClaimFailedToRename{"could not claim " + (control_dir() / request).string() + ": " + std::strerror(errno)};
 
   // Step 5: whatever was swapped in after the lstat must neither be followed nor block.
   unique_fd fd(::openat(dir, processing.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));

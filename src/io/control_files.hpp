@@ -23,7 +23,7 @@ inline constexpr std::string_view last_apply_name = "last_apply.json";
 
 // Outcome of a claim attempt (§5.2 steps 1-5).
 struct NothingPending {};
-struct ClaimFailedToRename {};          // step 4: logged, request stays pending
+struct ClaimFailedToRename { std::string why; };  // step 4: request stays pending; why names path and reason
 struct ClaimedBody { std::string bytes; };  // .processing read (size-capped)
 // Steps 1, 3, 5 failures: reported as `validation` with no body and no raw_body.
 struct ClaimUnsafe { Error error; };

@@ -112,7 +112,9 @@ class ConsumerDriver {
   boost::asio::awaitable<std::optional<json::value>> fetch() {
     const auto& key = ctx_.config.sync.key;
     if (key.empty()) co_return std::nullopt;
-    double now = ctx_.clock.now();
+    // The gate is in-memory pacing: steady time, so a wall-clock step back cannot hold
+    // hsync off for the length of the step.
+    double now = ctx_.clock.steady();
     if (!ctx_.kv.supports_watch() && state_.hsync.due(now)) {
       auto t0 = std::chrono::steady_clock::now();
       auto r = co_await with_deadline(ctx_.kv.hsync(std::string(core::sync_hkey)), ctx_.limits.store_timeout,

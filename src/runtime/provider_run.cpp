@@ -66,9 +66,16 @@ class ProviderDriver {
     if (api_body) claim = io::ClaimedBody{*api_body};
     else claim = co_await ctx_.io_pool.run([&] { return ctx_.control.claim(core::max_request_bytes); });
     if (std::holds_alternative<io::NothingPending>(claim)) co_return out;
-    if (std::holds_alternative<io::ClaimFailedToRename>(claim)) {
-      // The request stays pending; the next event or rescan retries it.
-      spdlog::warn("[{}] could not claim request.json (rename failed); will retry", ctx_.config.id);
+    if (auto* failed = std::get_if<io::ClaimFailedToRename>(&claim)) {
+      // The request stays pending; the next event or rescan retries it. Said in the status
+      // too: a control dir that stays read-only would otherwise leave requests unanswered
+      // with nothing but a log line to show for it.
+      out.error = failed->why;
+      spdlog::warn("[{}] {}; will retry", ctx_.config.id, out.error);
+      if (ctx_.status)
+        ctx_.status->update([&](InstanceStatus& s) {
+          s.error = LastError{.stage = Stage::system_volume, .message = out.error, .time = ctx_.clock.now()};
+        });
       co_return out;
     }
     out.claimed = true;

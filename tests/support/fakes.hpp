@@ -30,7 +30,8 @@
 namespace carsync::test {
 
 // now() returns the set time; with advance_per_read (the reference fake) every now() and
-// now_ns() read moves the time forward by one second afterwards.
+// now_ns() read moves the time forward by one second afterwards. steady() follows set()
+// but not jump(): jump() is a wall-clock step (NTP, an operator), set() is time passing.
 class FakeClock final : public core::Clock {
  public:
   explicit FakeClock(double start = 1714742400.25, bool advance_per_read = false)
@@ -39,6 +40,12 @@ class FakeClock final : public core::Clock {
   void set(double t) {
     std::lock_guard lock(mu_);
     t_ = t;
+  }
+  // Steps the wall clock by `seconds` (either way); steady time does not move.
+  void jump(double seconds) {
+    std::lock_guard lock(mu_);
+    t_ += seconds;
+    steady_offset_ -= seconds;
   }
   void set_advance_per_read(bool on) {
     std::lock_guard lock(mu_);
@@ -52,6 +59,10 @@ class FakeClock final : public core::Clock {
 
   double now() const override { return read(); }
   std::int64_t now_ns() const override { return static_cast<std::int64_t>(std::llround(read() * 1e9)); }
+  double steady() const override {
+    std::lock_guard lock(mu_);
+    return t_ + steady_offset_;
+  }
 
  private:
   double read() const {
@@ -62,6 +73,7 @@ class FakeClock final : public core::Clock {
   }
   mutable std::mutex mu_;
   mutable double t_;
+  double steady_offset_ = 0;
   bool advance_;
 };
 

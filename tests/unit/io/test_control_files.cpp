@@ -165,7 +165,7 @@ TEST_F(ControlFilesTest, ClaimRefusesSymlinkedControlDirectory) {
   write_file(elsewhere / "request.json", "{}");
   fs::create_directory_symlink(elsewhere.path(), ctl);
   const auto outcome = files.claim(cap);
-  EXPECT_EQ(unsafe_error(outcome).message, "refusing symlink control directory");
+  EXPECT_EQ(unsafe_error(outcome).message, "refusing symlink control directory " + ctl.string());
   EXPECT_TRUE(fs::exists(elsewhere / "request.json"));
   EXPECT_FALSE(fs::exists(elsewhere / "request.json.processing"));
 }
@@ -173,7 +173,7 @@ TEST_F(ControlFilesTest, ClaimRefusesSymlinkedControlDirectory) {
 TEST_F(ControlFilesTest, ClaimRefusesNonDirectoryControlDirectory) {
   fs::remove(ctl);
   write_file(ctl, "not a dir");
-  EXPECT_EQ(unsafe_error(files.claim(cap)).message, "refusing non-directory control directory");
+  EXPECT_EQ(unsafe_error(files.claim(cap)).message, "refusing non-directory control directory " + ctl.string());
 }
 
 TEST_F(ControlFilesTest, A12_DiscardProcessingRemovesRegularFile) {
@@ -260,7 +260,7 @@ TEST_F(ControlFilesTest, RecoveryRefusesSymlinkedControlDirectory) {
   fs::create_directory_symlink(elsewhere.path(), ctl);
   auto r = files.recover_stale_processing();
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().message, "refusing symlink control directory");
+  EXPECT_EQ(r.error().message, "refusing symlink control directory " + ctl.string());
   EXPECT_EQ(names_in(elsewhere.path()), std::vector<std::string>{"request.json.processing"});
 }
 
