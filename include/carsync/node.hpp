@@ -39,7 +39,10 @@ struct RemoveOptions {
   bool delete_state = false;
 };
 
-// Unsubscribes when destroyed (or reset()); movable.
+// Unsubscribes when destroyed (or reset()); movable. Once reset() has returned the callback
+// is not running and is never called again: from another thread, reset() waits for a call
+// in progress (so that call must not wait for the resetting thread); a callback may reset
+// its own subscription.
 class Subscription {
  public:
   Subscription() = default;

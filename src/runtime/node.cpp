@@ -104,6 +104,9 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
   std::uint64_t generation = 0;
   std::uint64_t next_subscriber = 1;
   std::map<std::uint64_t, std::function<void(const StatusEvent&)>> subscribers;
+  // Held while subscriber callbacks run (outside mu): Subscription::reset() takes it, so it
+  // returns only once no callback of it is running. Recursive: a callback may unsubscribe.
+  std::recursive_mutex calling;
   std::vector<std::function<void()>> on_stopped;
   std::condition_variable stopped_cv;
 
@@ -178,14 +181,21 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
 
   // Stamps a generation and tells every subscriber (on the executor).
   void announce(InstanceStatus& s, bool removed) {
-    std::vector<std::function<void(const StatusEvent&)>> to_call;
+    std::vector<std::pair<std::uint64_t, std::function<void(const StatusEvent&)>>> to_call;
     {
       std::lock_guard l(mu);
       s.generation = ++generation;
-      for (const auto& [id, cb] : subscribers) to_call.push_back(cb);
+      for (const auto& [key, cb] : subscribers) to_call.emplace_back(key, cb);
     }
     StatusEvent ev{.generation = s.generation, .instance = s, .removed = removed};
-    for (const auto& cb : to_call) cb(ev);
+    std::lock_guard in_callbacks(calling);
+    for (const auto& [key, cb] : to_call) {
+      {
+        std::lock_guard l(mu);
+        if (!subscribers.contains(key)) continue;  // reset() since the copy: it must not be called
+      }
+      cb(ev);
+    }
   }
 
   std::shared_ptr<InstanceSupervisor> find(std::string_view id) const {
@@ -671,6 +681,7 @@ Subscription Node::subscribe(std::function<void(const StatusEvent&)> callback) {
   std::weak_ptr<Impl> weak = impl_;
   return Subscription([weak, key] {
     if (auto im = weak.lock()) {
+      std::lock_guard no_callback_running(im->calling);
       std::lock_guard l(im->mu);
       im->subscribers.erase(key);
     }

@@ -4,6 +4,7 @@
 // CLI and GNU tar, the way an operator would look.
 #include "io/unique_fd.hpp"
 #include "support/temp_dir.hpp"
+#include "support/time_scale.hpp"
 #include "unit/io/archive_reader.hpp"
 
 #include <boost/json.hpp>
@@ -242,7 +243,7 @@ TEST(ManyProviders, FiftyInstancesPublishConcurrently) {
   for (const auto& inst : instances) drop_request(inst);
 
   // Wait for every response.json (20 ms steps, 60 s at most).
-  const auto deadline = writes_started + std::chrono::seconds(60);
+  const auto deadline = writes_started + scaled(std::chrono::seconds(60));
   std::set<std::string> answered;
   auto last_response = writes_started;
   while (answered.size() < instances.size() && Clock::now() < deadline) {

@@ -3,6 +3,7 @@
 // for assertions and failure messages, and small polling helpers.
 #include "io/unique_fd.hpp"
 #include "support/temp_dir.hpp"
+#include "support/time_scale.hpp"
 
 #include <boost/json.hpp>
 
@@ -89,7 +90,7 @@ class ChildProcess {
   }
   // The exit status once the child has exited by itself within `limit` (nullopt: running).
   std::optional<int> wait_exit(Clock::duration limit) {
-    const auto deadline = Clock::now() + limit;
+    const auto deadline = Clock::now() + scaled(limit);
     int status = 0;
     while (pid_ > 0 && Clock::now() < deadline) {
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -105,7 +106,7 @@ class ChildProcess {
   // True once `text` has appeared in the output; false at the deadline or at EOF.
   bool wait_for_output(std::string_view text, Clock::duration limit) {
     std::unique_lock lock(mu_);
-    changed_.wait_for(lock, limit, [&] { return log_.find(text) != std::string::npos || eof_; });
+    changed_.wait_for(lock, scaled(limit), [&] { return log_.find(text) != std::string::npos || eof_; });
     return log_.find(text) != std::string::npos;
   }
 

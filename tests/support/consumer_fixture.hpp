@@ -202,9 +202,12 @@ class ConsumerFixture {
   FakeKvStore kv;
   FakeContainer container;
   runtime::ConsumerState state{SyncConfig{}.hsync_poll_interval};
+  // Before the pools, so it is destroyed after them: a pool thread that has just posted a
+  // job's completion may still be signalling the io_context when the test finishes; the
+  // pools' destructors join those threads first.
+  boost::asio::io_context ioc;
   runtime::BlockingPool io_pool{1};
   runtime::BlockingPool cpu_pool{1};
-  boost::asio::io_context ioc;
 
  private:
   int archives_ = 0;

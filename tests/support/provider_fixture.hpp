@@ -152,9 +152,12 @@ class ProviderFixture {
   FakeContentStore cas;
   FakeKvStore kv;
   FakeContainer container;
+  // Before the pools, so it is destroyed after them: a pool thread that has just posted a
+  // job's completion may still be signalling the io_context when the test finishes; the
+  // pools' destructors join those threads first.
+  boost::asio::io_context ioc;
   runtime::BlockingPool io_pool{1};
   runtime::BlockingPool cpu_pool{1};
-  boost::asio::io_context ioc;
 };
 
 }  // namespace carsync::test

@@ -4,10 +4,12 @@
 #include "carsync/node.hpp"
 #include "support/run_until.hpp"
 #include "support/temp_dir.hpp"
+#include "support/time_scale.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -280,6 +282,48 @@ TEST_F(NodeTest, StopBeforeStartAndOwnThreadMode) {
   }
   own.stop();
   EXPECT_TRUE(own.wait_for(10s));
+}
+
+// An embedder unsubscribes from a thread of its own and then frees what the callback uses:
+// once Subscription::reset() has returned, no callback of it is running or runs later. The
+// callback below is caught mid-run when reset() is called and stays inside a while: reset()
+// must wait for it instead of returning under its feet.
+TEST_F(NodeTest, NoCallbackRunsOnceResetHasReturnedOnAnotherThread) {
+  Node own(node_config());
+  own.start();
+  std::atomic<bool> entered{false}, reset_started{false}, reset_returned{false};
+  std::atomic<int> calls_after_reset{0};
+  auto sub = own.subscribe([&](const StatusEvent&) {
+    if (reset_returned.load()) ++calls_after_reset;
+    if (entered.exchange(true)) return;  // the first event holds the callback open
+    const auto until = std::chrono::steady_clock::now() + test::scaled(std::chrono::seconds(10));
+    while (!reset_started.load() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    // reset() has been called: it may not return while this callback runs, so a correct
+    // node keeps reset_returned false for the whole bounded wait.
+    const auto hold = std::chrono::steady_clock::now() + 200ms;
+    while (std::chrono::steady_clock::now() < hold)
+      if (reset_returned.load()) {
+        ++calls_after_reset;
+        return;
+      }
+  });
+  ASSERT_TRUE(own.add_instance(instance("p", Role::provider)));  // its phase changes are events
+  const auto deadline = std::chrono::steady_clock::now() + test::scaled(std::chrono::seconds(20));
+  while (!entered.load()) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::yield();  // waits for the node's thread to enter the callback, bounded
+  }
+  reset_started = true;
+  sub.reset();
+  reset_returned = true;
+  // The instance's later events (it goes on to idle) reach no one.
+  while (own.status().instances.empty() || own.status().instances[0].phase != Phase::idle) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(5ms);  // polls the node's own thread, bounded by the deadline
+  }
+  own.stop();
+  EXPECT_TRUE(own.wait_for(10s));
+  EXPECT_EQ(calls_after_reset.load(), 0);
 }
 
 }  // namespace
