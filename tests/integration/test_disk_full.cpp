@@ -129,7 +129,7 @@ TEST_F(ProviderDiskFull, ArchivingIntoAFullScratchDirFailsAtArchiveBuildThenSucc
 TEST_F(ProviderDiskFull, StoringIntoAFullStoreFailsAtUploadThenSucceeds) {
   const fs::path store_dir = tmp / "store";
   MOUNT_OR_SKIP(space, store_dir, small_kib);
-  runtime::LocalContentStore store(store_dir, io_pool);
+  runtime::LocalContentStore store(store_dir, tmp / "downloads", io_pool);
   auto ctx = with_cas(context(), store);
   // The store's directories exist before it fills, as on a store that served before.
   fs::create_directories(store_dir / "tmp");
