@@ -2,6 +2,7 @@
 
 #include "io/secure_fs.hpp"
 #include "io/unique_fd.hpp"
+#include "net/store_reply.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -365,17 +366,7 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
 }
 
 Result<boost::json::value> envelope_result(const HttpResponse& response, const std::string& what) {
-  boost::system::error_code ec;
-  auto doc = boost::json::parse(response.body, ec);
-  if (ec) return failure(what, "response is not JSON: " + one_line(response.body, 120));
-  auto* obj = doc.if_object();
-  if (!obj || !obj->contains("result")) return failure(what, "response has no \"result\": " + one_line(response.body, 120));
-  auto& result = obj->at("result");
-  if (auto* r = result.if_object(); r && r->contains("error")) {
-    const auto& e = r->at("error");
-    return failure(what, e.is_string() ? std::string(e.get_string()) : boost::json::serialize(e));
-  }
-  return std::move(result);
+  return envelope_result_of(response.body, what);
 }
 
 }  // namespace carsync::net
