@@ -1,5 +1,7 @@
 #include "net/cstore_client.hpp"
 
+#include "net/store_reply.hpp"
+
 #include <boost/json/serialize.hpp>
 
 namespace carsync::net {
@@ -17,10 +19,7 @@ backend::Task<Result<bool>> CStoreClient::hset(std::string hkey, std::string key
   if (!response) co_return response.error();
   auto result = envelope_result(*response, what);
   if (!result) co_return result.error();
-  if (result->is_null()) co_return false;
-  if (!result->is_bool())
-    co_return make_error(errc::store_failure, what + ": result is not a boolean: " + json::serialize(*result));
-  co_return result->get_bool();
+  co_return hset_outcome(*result, what);
 }
 
 backend::Task<Result<std::optional<json::value>>> CStoreClient::hget(std::string hkey, std::string key) {
@@ -42,10 +41,7 @@ backend::Task<Result<json::object>> CStoreClient::hgetall(std::string hkey) {
   if (!response) co_return response.error();
   auto result = envelope_result(*response, what);
   if (!result) co_return result.error();
-  if (result->is_null()) co_return json::object{};  // §5.6: a server may say null for a missing hkey
-  if (!result->is_object())
-    co_return make_error(errc::store_failure, what + ": result is not an object: " + json::serialize(*result));
-  co_return std::move(result->get_object());
+  co_return hgetall_outcome(std::move(*result), what);
 }
 
 backend::Task<Result<void>> CStoreClient::hsync(std::string hkey) {
@@ -56,9 +52,7 @@ backend::Task<Result<void>> CStoreClient::hsync(std::string hkey) {
   if (!response) co_return response.error();
   auto result = envelope_result(*response, what);
   if (!result) co_return result.error();
-  if (!result->is_object())
-    co_return make_error(errc::store_failure, what + ": result is not an object: " + json::serialize(*result));
-  co_return Result<void>{};
+  co_return hsync_outcome(*result, what);
 }
 
 }  // namespace carsync::net

@@ -1,6 +1,7 @@
 #include "net/docker_client.hpp"
 
 #include "io/unique_fd.hpp"
+#include "net/docker_reply.hpp"
 
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -75,18 +76,6 @@ http::verb to_verb(Method m) {
   return http::verb::get;
 }
 
-// The engine's reason for a failed call: its {"message": ...} body, else the raw text.
-std::string engine_reason(unsigned status, std::string_view body) {
-  boost::system::error_code ec;
-  auto v = boost::json::parse(body, ec);
-  std::string text;
-  if (!ec && v.is_object())
-    if (const auto* m = v.as_object().if_contains("message"); m && m->is_string()) text = m->as_string();
-  if (text.empty()) text = body.substr(0, 200);
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return text.empty() ? fmt::format("HTTP {}", status) : fmt::format("HTTP {}: {}", status, text);
-}
-
 Error transport_error(const beast::error_code& ec, std::string_view what, Clock::duration limit) {
   if (ec == beast::error::timeout)
     return make_error(errc::timeout, fmt::format("docker {} timed out after {}", what, seconds_text(limit)));
@@ -153,18 +142,6 @@ asio::awaitable<Result<DockerReply>> exchange(const std::string& socket, Method 
   co_return co_await x.read_reply(body_cap, read_timeout);
 }
 
-// "1.41" -> {1, 41}
-std::optional<std::pair<int, int>> parse_api_version(std::string_view v) {
-  auto dot = v.find('.');
-  if (dot == std::string_view::npos) return std::nullopt;
-  int major = 0, minor = 0;
-  auto [p1, e1] = std::from_chars(v.data(), v.data() + dot, major);
-  auto [p2, e2] = std::from_chars(v.data() + dot + 1, v.data() + v.size(), minor);
-  if (e1 != std::errc{} || e2 != std::errc{} || p1 != v.data() + dot || p2 != v.data() + v.size())
-    return std::nullopt;
-  return std::pair{major, minor};
-}
-
 Result<std::string> socket_from(std::string_view value, std::string_view origin) {
   std::string_view path = value;
   if (path.starts_with("unix://")) path.remove_prefix(7);
@@ -207,12 +184,7 @@ asio::awaitable<Result<std::string>> DockerClient::api_version() {
   if (reply->status != 200)
     co_return make_error(errc::runtime_unavailable,
                          "docker GET /version: " + engine_reason(reply->status, reply->body));
-  boost::system::error_code ec;
-  auto doc = boost::json::parse(reply->body, ec);
-  std::optional<std::pair<int, int>> server;
-  if (!ec && doc.is_object())
-    if (const auto* v = doc.as_object().if_contains("ApiVersion"); v && v->is_string())
-      server = parse_api_version(v->as_string());
+  auto server = version_reply_api(reply->body);
   if (!server) co_return make_error(errc::runtime_unavailable, "docker GET /version: no usable ApiVersion");
   auto use = std::min(*server, std::pair{kNewestApiMajor, kNewestApiMinor});
   version_ = fmt::format("{}.{}", use.first, use.second);
@@ -237,16 +209,11 @@ asio::awaitable<Result<bool>> DockerClient::is_running(std::string container) {
   if (reply->status != 200)
     co_return make_error(errc::runtime_unavailable,
                          fmt::format("docker inspect {}: {}", container, engine_reason(reply->status, reply->body)));
-  boost::system::error_code ec;
-  auto doc = boost::json::parse(reply->body, ec);
-  const boost::json::value* running = nullptr;
-  if (!ec && doc.is_object())
-    if (const auto* state = doc.as_object().if_contains("State"); state && state->is_object())
-      running = state->as_object().if_contains("Running");
-  if (!running || !running->is_bool())
+  auto running = inspect_reply_running(reply->body);
+  if (!running)
     co_return make_error(errc::runtime_unavailable,
                          fmt::format("docker inspect {}: reply has no State.Running", container));
-  co_return running->as_bool();
+  co_return *running;
 }
 
 asio::awaitable<Result<void>> DockerClient::stop(std::string container) {
@@ -360,11 +327,7 @@ asio::awaitable<Result<std::string>> DockerClient::create_container(std::string 
   if (reply->status != 201)
     co_return make_error(errc::runtime_unavailable,
                          fmt::format("docker create {}: {}", name, engine_reason(reply->status, reply->body)));
-  boost::system::error_code ec;
-  auto doc = boost::json::parse(reply->body, ec);
-  if (!ec && doc.is_object())
-    if (const auto* id = doc.as_object().if_contains("Id"); id && id->is_string())
-      co_return std::string(id->as_string());
+  if (auto id = create_reply_id(reply->body)) co_return std::move(*id);
   co_return make_error(errc::runtime_unavailable, fmt::format("docker create {}: reply has no Id", name));
 }
 

@@ -4,6 +4,7 @@
 
 #include "io/secure_fs.hpp"
 #include "io/unique_fd.hpp"
+#include "net/store_reply.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -367,18 +368,7 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
 }
 
 Result<boost::json::value> envelope_result(const HttpResponse& response, const std::string& what) {
-  // The node is Python: a record a reference provider published may hold NaN/Infinity.
-  auto parsed = core::parse_json_python(response.body);
-  if (!parsed) return failure(what, "response is not JSON: " + one_line(response.body, 120));
-  auto& doc = *parsed;
-  auto* obj = doc.if_object();
-  if (!obj || !obj->contains("result")) return failure(what, "response has no \"result\": " + one_line(response.body, 120));
-  auto& result = obj->at("result");
-  if (auto* r = result.if_object(); r && r->contains("error")) {
-    const auto& e = r->at("error");
-    return failure(what, e.is_string() ? std::string(e.get_string()) : boost::json::serialize(e));
-  }
-  return std::move(result);
+  return envelope_result_of(response.body, what);
 }
 
 }  // namespace carsync::net

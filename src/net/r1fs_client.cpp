@@ -1,6 +1,7 @@
 #include "net/r1fs_client.hpp"
 
 #include "backend/cid.hpp"
+#include "net/store_reply.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -52,11 +53,7 @@ backend::Task<Result<std::string>> R1fsClient::add_file(fs::path file) {
   if (!response) co_return response.error();
   auto result = envelope_result(*response, what);
   if (!result) co_return result.error();
-  const auto* obj = result->if_object();
-  const auto* cid = obj ? obj->if_contains("cid") : nullptr;
-  if (!cid || !cid->is_string() || cid->get_string().empty())
-    co_return make_error(errc::no_cid, what + ": no CID in result " + json::serialize(*result));
-  co_return std::string(cid->get_string());
+  co_return add_file_cid(*result, what);
 }
 
 backend::Task<Result<fs::path>> R1fsClient::get_file(std::string cid) {
@@ -109,14 +106,7 @@ backend::Task<Result<void>> R1fsClient::delete_file(std::string cid, bool unpin_
   if (!response) co_return response.error();
   auto result = envelope_result(*response, what);
   if (!result) co_return result.error();
-  const auto* obj = result->if_object();
-  const auto* ok = obj ? obj->if_contains("success") : nullptr;
-  if (!ok || !ok->is_bool() || !ok->get_bool()) {
-    const auto* msg = obj ? obj->if_contains("message") : nullptr;
-    co_return make_error(errc::store_failure,
-                         what + ": " + (msg && msg->is_string() ? std::string(msg->get_string()) : json::serialize(*result)));
-  }
-  co_return Result<void>{};
+  co_return delete_file_outcome(*result, what);
 }
 
 }  // namespace carsync::net

@@ -6,6 +6,7 @@
 #include "io/secure_fs.hpp"
 #include "io/unique_fd.hpp"
 #include "runtime/blocking_pool.hpp"
+#include "tools/devnode/request_parse.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -333,21 +334,6 @@ std::string cid_of_bytes(std::string_view bytes) {
   return backend::cid_from_digest(h.finish());
 }
 
-// A parameter of a Content-Disposition or Content-Type header, unquoted.
-std::string header_param(std::string_view header, std::string_view name) {
-  std::string key = std::string(name) + "=";
-  for (std::size_t pos = 0; (pos = header.find(key, pos)) != std::string_view::npos; pos += key.size()) {
-    if (pos > 0 && header[pos - 1] != ' ' && header[pos - 1] != ';' && header[pos - 1] != '\t') continue;
-    std::string_view rest = header.substr(pos + key.size());
-    if (!rest.empty() && rest[0] == '"') {
-      auto end = rest.find('"', 1);
-      return std::string(rest.substr(1, end == std::string_view::npos ? std::string_view::npos : end - 1));
-    }
-    return std::string(rest.substr(0, rest.find(';')));
-  }
-  return {};
-}
-
 // Removes a file when it goes out of scope.
 struct TempFile {
   fs::path path;
@@ -363,8 +349,7 @@ struct FilePart {
 };
 Result<std::optional<FilePart>> extract_file_part(const fs::path& spool, std::string_view content_type,
                                                   const fs::path& out) {
-  std::string boundary = header_param(content_type, "boundary");
-  if (boundary.empty()) return std::optional<FilePart>{};
+  if (header_param(content_type, "boundary").empty()) return std::optional<FilePart>{};
   io::unique_fd fd(::open(spool.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return os_error(errno, "open " + spool.string());
   struct stat st {};
@@ -378,40 +363,13 @@ Result<std::optional<FilePart>> extract_file_part(const fs::path& spool, std::st
     std::size_t n;
     ~Unmap() { ::munmap(p, n); }
   } unmap{map, size};
-  std::string_view data(static_cast<const char*>(map), size);
 
-  const std::string delimiter = "--" + boundary;
-  const std::string next_delimiter = "\r\n" + delimiter;
-  auto pos = data.find(delimiter);
-  if (pos == std::string_view::npos) return std::optional<FilePart>{};
-  pos += delimiter.size();
-  while (pos + 2 <= data.size() && data.substr(pos, 2) != "--") {
-    if (data.substr(pos, 2) != "\r\n") return std::optional<FilePart>{};
-    auto headers_end = data.find("\r\n\r\n", pos);
-    if (headers_end == std::string_view::npos) return std::optional<FilePart>{};
-    std::string_view headers = data.substr(pos + 2, headers_end - pos - 2);
-    auto content_start = headers_end + 4;
-    auto content_end = data.find(next_delimiter, content_start);
-    if (content_end == std::string_view::npos) return std::optional<FilePart>{};
-
-    std::string disposition;
-    for (std::size_t line = 0; line < headers.size();) {
-      auto eol = headers.find("\r\n", line);
-      std::string_view h = headers.substr(line, eol == std::string_view::npos ? std::string_view::npos : eol - line);
-      if (h.size() > 20 && strncasecmp(h.data(), "content-disposition:", 20) == 0) disposition = std::string(h.substr(20));
-      if (eol == std::string_view::npos) break;
-      line = eol + 2;
-    }
-    if (header_param(disposition, "name") == "file") {
-      io::unique_fd o(::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-      if (!o) return os_error(errno, "create " + out.string());
-      if (auto w = io::write_all(o.get(), data.substr(content_start, content_end - content_start)); !w) return w.error();
-      auto name = header_param(disposition, "filename");
-      return std::optional<FilePart>{FilePart{name.empty() ? "file" : name}};
-    }
-    pos = content_end + next_delimiter.size();
-  }
-  return std::optional<FilePart>{};
+  auto part = find_file_part(std::string_view(static_cast<const char*>(map), size), content_type);
+  if (!part) return std::optional<FilePart>{};
+  io::unique_fd o(::open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!o) return os_error(errno, "create " + out.string());
+  if (auto w = io::write_all(o.get(), part->content); !w) return w.error();
+  return std::optional<FilePart>{FilePart{std::move(part->filename)}};
 }
 
 }  // namespace
@@ -534,14 +492,9 @@ struct Devnode::Impl {
       Incoming in;
       in.method = head.method();
       in.content_type = std::string(head[http::field::content_type]);
-      auto target = urls::parse_origin_form(head.target());
-      if (target) {
-        in.route = std::string(target->path());
-        if (in.route.starts_with('/')) in.route.erase(0, 1);
-        urls::encoding_opts opt;
-        opt.space_as_plus = true;
-        for (auto param : target->params(opt)) in.query.emplace(param.key, param.value);
-      }
+      auto target = parse_request_target(head.target());
+      in.route = std::move(target.route);
+      in.query = std::move(target.query);
 
       if (head[http::field::expect] == "100-continue") {
         http::response<http::empty_body> cont{http::status::continue_, 11};
