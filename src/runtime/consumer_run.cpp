@@ -172,8 +172,15 @@ class ConsumerDriver {
       case Kind::quarantine: {
         auto r = co_await ctx_.io_pool.run(
             [&] { return io::write_json_file(ctx_.state_dir / "quarantine" / a.name, a.document); });
-        if (!r) ev.error = r.error();
-        else quarantine_ = a.document;
+        if (!r) {
+          // Nothing durable backs a backoff now (a full disk, say): the next tick retries.
+          ev.error = r.error();
+          spdlog::error("[{}] consumer: cid={} failed at stage {} but its quarantine could not be recorded ({}); "
+                        "no backoff: {}", id, cid_of(m), json::serialize(a.document.at("stage")),
+                        r.error().message, json::serialize(a.document.at("error")));
+          break;
+        }
+        quarantine_ = a.document;
         spdlog::warn("[{}] consumer: cid={} quarantined at stage {} (failure {}): {}", id, cid_of(m),
                      json::serialize(a.document.at("stage")), json::serialize(a.document.at("failure_count")),
                      json::serialize(a.document.at("error")));
