@@ -9,6 +9,7 @@
 #include "io/secure_fs.hpp"
 #include "io/staged_apply.hpp"
 #include "runtime/cancellation.hpp"
+#include "runtime/crash_point.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/retire.hpp"
 
@@ -90,12 +91,14 @@ class ConsumerDriver {
     if (action.kind != Kind::done) started_ = std::chrono::steady_clock::now();
     while (action.kind != Kind::done) {
       set_phase(phase_of(action.kind));
+      crash_point(ctx_.config.id, "consumer", core::to_string(action.kind));
       core::ConsumerEvent ev = co_await perform(machine, action);
       ev.now = ctx_.clock.now();
       const bool now_cancelled = co_await was_cancelled();  // no co_await inside || (g++ 12)
       ev.cancelled = cancelled_ = cancelled_ || now_cancelled;
       action = machine.resume(ev);
     }
+    if (started_ != std::chrono::steady_clock::time_point{}) crash_point(ctx_.config.id, "consumer", "done");
     state_.last_resolution = machine.apply_mode();
     out.outcome = machine.outcome();
     out.restart_safe = machine.restart_safe();

@@ -5,6 +5,7 @@
 #include "io/capture.hpp"
 #include "io/online_capture.hpp"
 #include "runtime/cancellation.hpp"
+#include "runtime/crash_point.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/retire.hpp"
 
@@ -72,6 +73,7 @@ class ProviderDriver {
       co_return out;
     }
     out.claimed = true;
+    crash_point(ctx_.config.id, "provider", "claim");  // claimed: request.json.processing holds it
     started_ = std::chrono::steady_clock::now();
     set_phase(Phase::archiving);
 
@@ -107,6 +109,7 @@ class ProviderDriver {
       action = machine->resume(ev);
     }
 
+    crash_point(ctx_.config.id, "provider", "done");
     out.succeeded = machine->succeeded();
     out.cancelled = machine->cancelled();
     out.cid = machine->snapshot().cid;
@@ -143,6 +146,7 @@ class ProviderDriver {
     core::ProviderEvent ev;
     auto fail_with = [&](const Error& e) { ev.error = e; };
     set_phase(phase_of(a.kind));
+    crash_point(ctx_.config.id, "provider", core::to_string(a.kind));
     switch (a.kind) {
       case Kind::stop_container: {
         stop_began_ = std::chrono::steady_clock::now();
