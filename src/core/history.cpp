@@ -94,6 +94,19 @@ std::optional<std::size_t> retirement_target(const std::vector<HistoryEntry>& so
   return std::nullopt;
 }
 
+std::vector<std::size_t> retirement_targets(const std::vector<HistoryEntry>& sorted) {
+  std::vector<std::size_t> out;
+  const auto first = retirement_target(sorted);
+  if (!first) return out;
+  const json::value& latest_cid = cid_of(sorted.back());
+  for (std::size_t i = *first + 1; i-- > 0;) {
+    const HistoryEntry& e = sorted[i];
+    if (cid_of(e) == latest_cid || already_retired(e) || !truthy(cid_of(e))) continue;
+    out.push_back(i);
+  }
+  return out;
+}
+
 boost::json::object null_deletion() {
   return {{"deleted_at", nullptr}, {"deletion_succeeded", nullptr}, {"deletion_error", nullptr}};
 }

@@ -42,6 +42,13 @@ std::int64_t max_sequence(const std::vector<HistoryEntry>& entries) noexcept;
 // §9.3 steps 1-2 over entries sorted oldest -> newest: index of the entry to retire.
 std::optional<std::size_t> retirement_target(const std::vector<HistoryEntry>& sorted);
 
+// Every entry a retirement pass deletes, newest first: the §9.3 target and, beyond the
+// reference (which retires one entry per pass, §12 item 14), every earlier un-retired entry
+// whose CID differs from the latest's. Entries left un-retired by a crash or a failed delete,
+// or superseded by a second publish, are then deleted by the next pass instead of leaking
+// for good. Empty when retirement_target is none.
+std::vector<std::size_t> retirement_targets(const std::vector<HistoryEntry>& sorted);
+
 // The all-null deletion sub-record, and the one written after a retirement attempt.
 boost::json::object null_deletion();
 boost::json::object deletion_result(std::optional<double> deleted_at, bool succeeded,

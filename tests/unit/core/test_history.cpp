@@ -104,6 +104,14 @@ TEST(History, FailedRetirementIsPickedAgain) {
   EXPECT_EQ(retirement_target({failed, entry("B", 2, 2)}), 0u);
 }
 
+TEST(History, RetirementTargetsEveryEarlierUnretiredCid) {
+  const std::vector<HistoryEntry> v = {entry("A", 1, 1), retired(entry("B", 2, 2)), entry("C", 3, 3),
+                                       entry("D", 4, 4), entry("D", 5, 5)};
+  EXPECT_EQ(retirement_targets(v), (std::vector<std::size_t>{2, 0}));
+  EXPECT_TRUE(retirement_targets({entry("A", 1, 1)}).empty());
+  EXPECT_TRUE(retirement_targets({entry("A", 1, 1), entry("", 2, 2), entry("C", 3, 3)}).empty());
+}
+
 TEST(History, G94_RetirementFollowsWriteOrderNotVersion) {
   // The higher version was written first; the lower version is the latest write.
   std::vector<HistoryEntry> v = {entry("Low", 100, 2000, 2), entry("High", 900, 1000, 1)};
