@@ -406,17 +406,21 @@ boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
       if (!started) spdlog::warn("[{}] recovery: container start failed: {}", id, started.error().message);
     }
   }
-  // Staging of an apply that never committed is useless after a restart, and so is the temp
-  // of a state write a kill cut between write and rename (".current_apply.json.<hex>.tmp").
+  // Staging of an apply that never committed is useless after a restart, and so are the
+  // temps of a state or journal write a kill cut between write and rename
+  // (".current_apply.json.<hex>.tmp", ".apply_journal.json.<hex>.tmp"): recovery above has
+  // already dealt with the renamed journal, a temp one was never in force.
   co_await ctx.io_pool.run([&] {
     std::error_code ec;
     fs::remove_all(ctx.state_dir / "staging", ec);
-    const std::string prefix = "." + current_apply_path(ctx).filename().string() + ".";
+    const std::string prefixes[] = {"." + current_apply_path(ctx).filename().string() + ".",
+                                    "." + apply_journal_path(ctx).filename().string() + "."};
     for (fs::directory_iterator it(ctx.state_dir, ec), end; !ec && it != end; it.increment(ec)) {
       const auto name = it->path().filename().string();
       std::error_code ignored;
-      if (name.starts_with(prefix) && name.ends_with(".tmp") && it->is_regular_file(ignored))
-        fs::remove(it->path(), ignored);
+      for (const auto& prefix : prefixes)
+        if (name.starts_with(prefix) && name.ends_with(".tmp") && it->is_regular_file(ignored))
+          fs::remove(it->path(), ignored);
     }
   });
   if (halted)
