@@ -16,6 +16,7 @@ const CrashPoints& crash_points() noexcept {
     p.enabled = on && std::string_view(on) == "1";
     if (const char* pause = std::getenv("CARSYNC_TEST_CRASH_PAUSE_US"); p.enabled && pause)
       p.pause_us = std::strtol(pause, nullptr, 10);
+    if (const char* at = std::getenv("CARSYNC_TEST_CRASH_PAUSE_AT"); p.enabled && at) p.pause_at = at;
     return p;
   }();
   return points;
@@ -28,7 +29,9 @@ void crash_point_hit(std::string_view instance, std::string_view side, std::stri
   // One write: the line is whole in the output or absent, whenever the process dies.
   while (::write(STDERR_FILENO, line.data(), line.size()) < 0 && errno == EINTR) {
   }
-  if (const long us = crash_points().pause_us; us > 0) {
+  const auto& points = crash_points();
+  if (!points.pause_at.empty() && points.pause_at != std::string(side) + " " + std::string(step)) return;
+  if (const long us = points.pause_us; us > 0) {
     timespec ts{static_cast<time_t>(us / 1000000), (us % 1000000) * 1000};
     while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
