@@ -233,7 +233,8 @@ std::string stage_of(const std::string& side, const std::string& step, const std
   }
   if (step == "download") return "consumer download";
   if (step == "write_state") {
-    if (previous == "stop_container") return "consumer container stopped (state applying)";
+    // Without a container the `applying` state follows the scan directly.
+    if (previous == "stop_container" || previous == "scan") return "consumer container stopped (state applying)";
     if (previous == "commit") return "consumer finalise";
     return "consumer download";  // the `preparing` state before it
   }
