@@ -705,8 +705,10 @@ class Campaign {
 
     // Retirement: every earlier sent entry retired unless it holds the current CID, and no
     // blob but the current one outlives a second check.
-    // The immediate predecessor may wait for the next pass when the kill hit this retirement.
-    const bool retirement_cut = landing.provider_step == "retire_previous";
+    // A retirement pass a kill cut (or never reached) may leave earlier entries for the next one.
+    // So may everything earlier when the kill came after .processing was discarded (no rerun)
+    // and before or during the retirement pass: the next publish's pass retires them all.
+    const bool retirement_cut = landing.provider_step == "retire_previous" || landing.provider_step == "discard_processing";
     std::set<std::string> in_history;
     for (const auto& e : sent) in_history.insert(str(e, "cid"));
     std::set<std::string> waiting;  // what a cut retirement pass leaves for the next pass
