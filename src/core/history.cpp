@@ -96,6 +96,19 @@ std::optional<std::size_t> retirement_target(const std::vector<HistoryEntry>& so
   return std::nullopt;
 }
 
+std::vector<std::size_t> retirement_targets(const std::vector<HistoryEntry>& sorted) {
+  std::vector<std::size_t> out;
+  const auto first = retirement_target(sorted);
+  if (!first) return out;
+  const json::value& latest_cid = cid_of(sorted.back());
+  for (std::size_t i = *first + 1; i-- > 0;) {
+    const HistoryEntry& e = sorted[i];
+    if (cid_of(e) == latest_cid || already_retired(e) || !truthy(cid_of(e))) continue;
+    out.push_back(i);
+  }
+  return out;
+}
+
 std::vector<std::size_t> prunable(const std::vector<HistoryEntry>& sorted, std::size_t keep) {
   std::vector<std::size_t> out;
   if (sorted.size() <= keep) return out;
@@ -106,12 +119,8 @@ std::vector<std::size_t> prunable(const std::vector<HistoryEntry>& sorted, std::
     const json::value& cid = cid_of(e);
     const bool beyond_keep = sorted.size() - i > keep;
     if (beyond_keep) {
-      const json::value* attempted = nullptr;
-      if (const auto* d = e.body.if_contains("deletion"); d && d->is_object())
-        attempted = d->get_object().if_contains("deletion_succeeded");
-      const bool retried_never = attempted && attempted->is_bool();  // §9.3 step 5: not picked again
       const bool shadowed = cid.is_string() && newer.contains(std::string_view(cid.get_string()));
-      if (already_retired(e) || retried_never || shadowed || !truthy(cid)) out.push_back(i);
+      if (already_retired(e) || shadowed || !truthy(cid)) out.push_back(i);
     }
     if (cid.is_string()) newer.insert(std::string_view(cid.get_string()));
   }

@@ -42,11 +42,18 @@ std::int64_t max_sequence(const std::vector<HistoryEntry>& entries) noexcept;
 // §9.3 steps 1-2 over entries sorted oldest -> newest: index of the entry to retire.
 std::optional<std::size_t> retirement_target(const std::vector<HistoryEntry>& sorted);
 
+// Every entry a retirement pass deletes, newest first: the §9.3 target and, beyond the
+// reference (which retires one entry per pass, §12 item 14), every earlier un-retired entry
+// whose CID differs from the latest's. Entries left un-retired by a crash or a failed delete,
+// or superseded by a second publish, are then deleted by the next pass instead of leaking
+// for good. Empty when retirement_target is none.
+std::vector<std::size_t> retirement_targets(const std::vector<HistoryEntry>& sorted);
+
 // History is kept bounded (the reference never prunes it, and reads all of it on every
 // operation: spec §12 item 7). Over entries sorted oldest -> newest, the indices (ascending)
-// that may go: older than the newest `keep`, and either retired, or already tried and
-// failed (§9.3 step 5 never picks those again), or with a CID a newer entry also holds, or
-// without a CID. An entry still awaiting its retirement is kept, however old.
+// that may go: older than the newest `keep`, and either retired, or with a CID a newer
+// entry also holds, or without a CID. An entry still awaiting its retirement (a failed
+// delete included: the next pass retries it) is kept, however old.
 std::vector<std::size_t> prunable(const std::vector<HistoryEntry>& sorted, std::size_t keep);
 
 // The all-null deletion sub-record, and the one written after a retirement attempt.

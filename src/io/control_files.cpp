@@ -3,11 +3,13 @@
 #include "io/atomic_json.hpp"
 #include "io/secure_fs.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -184,6 +186,44 @@ Result<void> ControlFiles::discard_processing() {
   return remove_entry(ctl->get(), processing_name, **st);
 }
 
+namespace {
+
+// True for the temp name write_json_at gives `name`: ".<name>.<16 hex digits>.tmp".
+bool is_own_temp(std::string_view entry, std::string_view name) {
+  const std::size_t hex_digits = 16;
+  if (entry.size() != 1 + name.size() + 1 + hex_digits + 4) return false;
+  if (entry[0] != '.' || entry.substr(1, name.size()) != name || entry[1 + name.size()] != '.') return false;
+  if (!entry.ends_with(".tmp")) return false;
+  for (char c : entry.substr(2 + name.size(), hex_digits))
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+// A crash between creating a control file's temp and renaming it leaves the temp behind;
+// only carsync's own temps (regular files with exactly that name shape) are removed, never
+// anything else the app keeps there.
+void remove_own_temps(int dir) {
+  const int fd = ::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  DIR* d = ::fdopendir(fd);
+  if (!d) {
+    ::close(fd);
+    return;
+  }
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view entry(e->d_name);
+    bool ours = false;
+    for (const auto name : {response_name, invalid_name, last_apply_name}) ours = ours || is_own_temp(entry, name);
+    if (!ours) continue;
+    struct stat st {};
+    if (::fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (::unlinkat(dir, e->d_name, 0) == 0) spdlog::info("removed {} left by an interrupted write", entry);
+  }
+  ::closedir(d);
+}
+
+}  // namespace
+
 Result<RecoveryResult> ControlFiles::recover_stale_processing() {
   auto ctl = open_control_dir();
   if (!ctl) {
@@ -191,6 +231,7 @@ Result<RecoveryResult> ControlFiles::recover_stale_processing() {
     return ctl.error();
   }
   const int dir = ctl->get();
+  remove_own_temps(dir);
   auto st = lstat_at(dir, processing_name);
   if (!st) return st.error();
   if (!*st) return RecoveryResult::nothing;

@@ -56,7 +56,8 @@ class ControlFiles {
   // rmdir, or rename to `request.json.processing.unsafe.<ns>` when not empty.
   Result<void> discard_processing();
 
-  // §10.1 stale-processing recovery.
+  // §10.1 stale-processing recovery; first, carsync's own control-file temps that a crash
+  // left behind (".response.json.<hex>.tmp", ...) are removed.
   Result<RecoveryResult> recover_stale_processing();
 
   // True when request.json exists (any type), without following links.

@@ -9,6 +9,7 @@
 #include "io/secure_fs.hpp"
 #include "io/staged_apply.hpp"
 #include "runtime/cancellation.hpp"
+#include "runtime/crash_point.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/retire.hpp"
 
@@ -90,12 +91,14 @@ class ConsumerDriver {
     if (action.kind != Kind::done) started_ = std::chrono::steady_clock::now();
     while (action.kind != Kind::done) {
       set_phase(phase_of(action.kind));
+      crash_point(ctx_.config.id, "consumer", core::to_string(action.kind));
       core::ConsumerEvent ev = co_await perform(machine, action);
       ev.now = ctx_.clock.now();
       const bool now_cancelled = co_await was_cancelled();  // no co_await inside || (g++ 12)
       ev.cancelled = cancelled_ = cancelled_ || now_cancelled;
       action = machine.resume(ev);
     }
+    if (started_ != std::chrono::steady_clock::time_point{}) crash_point(ctx_.config.id, "consumer", "done");
     state_.last_resolution = machine.apply_mode();
     out.outcome = machine.outcome();
     out.restart_safe = machine.restart_safe();
@@ -412,10 +415,22 @@ boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
       if (!started) spdlog::warn("[{}] recovery: container start failed: {}", id, started.error().message);
     }
   }
-  // Staging of an apply that never committed is useless after a restart.
+  // Staging of an apply that never committed is useless after a restart, and so are the
+  // temps of a state or journal write a kill cut between write and rename
+  // (".current_apply.json.<hex>.tmp", ".apply_journal.json.<hex>.tmp"): recovery above has
+  // already dealt with the renamed journal, a temp one was never in force.
   co_await ctx.io_pool.run([&] {
     std::error_code ec;
     fs::remove_all(ctx.state_dir / "staging", ec);
+    const std::string prefixes[] = {"." + current_apply_path(ctx).filename().string() + ".",
+                                    "." + apply_journal_path(ctx).filename().string() + "."};
+    for (fs::directory_iterator it(ctx.state_dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const auto name = it->path().filename().string();
+      std::error_code ignored;
+      for (const auto& prefix : prefixes)
+        if (name.starts_with(prefix) && name.ends_with(".tmp") && it->is_regular_file(ignored))
+          fs::remove(it->path(), ignored);
+    }
   });
   if (halted)
     spdlog::error("[{}] instance is halted after an uncertain apply: container stays stopped; "

@@ -5,6 +5,7 @@
 #include "io/capture.hpp"
 #include "io/online_capture.hpp"
 #include "runtime/cancellation.hpp"
+#include "runtime/crash_point.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/retire.hpp"
 
@@ -79,6 +80,7 @@ class ProviderDriver {
       co_return out;
     }
     out.claimed = true;
+    crash_point(ctx_.config.id, "provider", "claim");  // claimed: request.json.processing holds it
     started_ = std::chrono::steady_clock::now();
     set_phase(Phase::archiving);
 
@@ -114,6 +116,7 @@ class ProviderDriver {
       action = machine->resume(ev);
     }
 
+    crash_point(ctx_.config.id, "provider", "done");
     out.succeeded = machine->succeeded();
     out.cancelled = machine->cancelled();
     out.cid = machine->snapshot().cid;
@@ -150,6 +153,7 @@ class ProviderDriver {
     core::ProviderEvent ev;
     auto fail_with = [&](const Error& e) { ev.error = e; };
     set_phase(phase_of(a.kind));
+    crash_point(ctx_.config.id, "provider", core::to_string(a.kind));
     switch (a.kind) {
       case Kind::stop_container: {
         stop_began_ = std::chrono::steady_clock::now();

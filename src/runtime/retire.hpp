@@ -7,9 +7,10 @@
 
 namespace carsync::runtime {
 
-// Deletes the newest un-retired earlier CID (not the current one) with the role's flags and
-// records the outcome in its history file, then prunes the directory. Never fails the
-// operation that called it.
+// Deletes every un-retired earlier CID but the current one (core::retirement_targets, newest
+// first: one that a crash or a failed delete left behind goes with the next pass) with the
+// role's flags and records each outcome in its history file. Never fails the operation that
+// called it. Then prunes the directory (prune_history).
 boost::asio::awaitable<void> retire_previous(InstanceContext& ctx, core::HistoryDir dir,
                                              bool unpin_remote, bool cleanup_local_files);
 

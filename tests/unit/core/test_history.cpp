@@ -105,6 +105,14 @@ TEST(History, FailedRetirementIsPickedAgain) {
   EXPECT_EQ(retirement_target({failed, entry("B", 2, 2)}), 0u);
 }
 
+TEST(History, RetirementTargetsEveryEarlierUnretiredCid) {
+  const std::vector<HistoryEntry> v = {entry("A", 1, 1), retired(entry("B", 2, 2)), entry("C", 3, 3),
+                                       entry("D", 4, 4), entry("D", 5, 5)};
+  EXPECT_EQ(retirement_targets(v), (std::vector<std::size_t>{2, 0}));
+  EXPECT_TRUE(retirement_targets({entry("A", 1, 1)}).empty());
+  EXPECT_TRUE(retirement_targets({entry("A", 1, 1), entry("", 2, 2), entry("C", 3, 3)}).empty());
+}
+
 TEST(History, G94_RetirementFollowsWriteOrderNotVersion) {
   // The higher version was written first; the lower version is the latest write.
   std::vector<HistoryEntry> v = {entry("Low", 100, 2000, 2), entry("High", 900, 1000, 1)};
@@ -139,7 +147,7 @@ TEST(HistoryPrune, KeepsTheNewestAndEverythingStillAwaitingRetirement) {
       {"no more than keep", {retired(entry("A", 1, 1)), entry("B", 2, 2)}, {}},
       {"retired beyond keep go", {retired(entry("A", 1, 1)), retired(entry("B", 2, 2)), retired(entry("C", 3, 3)), entry("D", 4, 4)}, {0, 1}},
       {"awaiting retirement stays", {entry("A", 1, 1), retired(entry("B", 2, 2)), retired(entry("C", 3, 3)), entry("D", 4, 4)}, {1}},
-      {"failed deletion is never retried: goes", {failed_deletion(entry("A", 1, 1)), retired(entry("B", 2, 2)), entry("C", 3, 3), entry("D", 4, 4)}, {0, 1}},
+      {"failed deletion stays: the next pass retries it", {failed_deletion(entry("A", 1, 1)), retired(entry("B", 2, 2)), entry("C", 3, 3), entry("D", 4, 4)}, {1}},
       {"same CID as a newer entry goes", {entry("D", 1, 1), entry("D", 2, 2), entry("D", 3, 3), entry("D", 4, 4)}, {0, 1}},
       {"no CID goes", {entry("", 1, 1), entry("B", 2, 2), entry("C", 3, 3)}, {0}},
       {"the newest keep stay even if retired", {retired(entry("A", 1, 1)), retired(entry("B", 2, 2))}, {}},

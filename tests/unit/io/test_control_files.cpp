@@ -211,6 +211,22 @@ TEST_F(ControlFilesTest, A15_RecoveryDeletesSymlinkedProcessing) {
   EXPECT_EQ(read_file(elsewhere / "target"), "untouched");
 }
 
+// A crash between a control file's temp write and its rename leaves the temp: recovery
+// removes carsync's own temps and nothing the app keeps there.
+TEST_F(ControlFilesTest, RecoveryRemovesTempsOfInterruptedWrites) {
+  write_file(ctl / ".response.json.c9acf28e6178b9a9.tmp", "{");
+  write_file(ctl / ".last_apply.json.0123456789abcdef.tmp", "{");
+  write_file(ctl / ".request.json.invalid.fedcba9876543210.tmp", "{");
+  write_file(ctl / ".request.json.app-tmp", "app");
+  write_file(ctl / ".response.json.short.tmp", "app");
+  fs::create_directory(ctl / ".response.json.aaaaaaaaaaaaaaaa.tmp.d");
+  auto r = files.recover_stale_processing();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(*r, RecoveryResult::nothing);
+  EXPECT_EQ(names_in(ctl), (std::vector<std::string>{".request.json.app-tmp", ".response.json.aaaaaaaaaaaaaaaa.tmp.d",
+                                                      ".response.json.short.tmp"}));
+}
+
 TEST_F(ControlFilesTest, A16_RecoveryRenamesOrphanProcessingBack) {
   write_file(processing, "orphan");
   auto r = files.recover_stale_processing();

@@ -562,6 +562,33 @@ TEST_F(ProviderRun, G93_LaterRetirementPassRetiresAfterFailure) {
   EXPECT_EQ(cas.blobs.count(first), 0u);
 }
 
+// A crash during the second publish's retirement (or a failed delete) leaves the first entry
+// un-retired; the reference then retires only the second at the third publish, and the
+// first CID leaks for good (spec §12 item 14). The third publish's pass deletes both.
+TEST_F(ProviderRun, RetirementDeletesEveryEarlierUnretiredCid) {
+  request_appdata();
+  const std::string first = cas.next_cid();
+  ASSERT_TRUE(run_once().succeeded);
+  clock.set(clock.peek() + 60);
+  request_appdata();
+  const std::string second = cas.next_cid();
+  cas.error_on_delete = "r1fs delete refused";  // the first stays un-retired
+  ASSERT_TRUE(run_once().succeeded);
+  cas.error_on_delete.reset();
+  clock.set(clock.peek() + 60);
+  request_appdata();
+  const std::string third = cas.next_cid();
+  ASSERT_TRUE(run_once().succeeded);
+
+  EXPECT_EQ(cas.blobs.count(first), 0u);
+  EXPECT_EQ(cas.blobs.count(second), 0u);
+  EXPECT_EQ(cas.blobs.count(third), 1u);
+  ASSERT_EQ(sent_files().size(), 3u);
+  EXPECT_EQ(sent_entry(0).at("deletion").at("deletion_succeeded"), json::value(true));
+  EXPECT_EQ(sent_entry(1).at("deletion").at("deletion_succeeded"), json::value(true));
+  EXPECT_EQ(sent_entry(2).at("deletion"), json::value(core::null_deletion()));
+}
+
 TEST_F(ProviderRun, G94_RetirementFollowsWriteOrderNotVersion) {
   clock.set(1714750000.5);
   request_appdata();
