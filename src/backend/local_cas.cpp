@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -110,7 +113,9 @@ Result<std::string> LocalCas::put(const fs::path& file) {
   if (auto r = ensure_dir(tmp_dir); !r) return r.error();
   if (auto r = ensure_dir(root_ / "blobs"); !r) return r.error();
 
-  auto tmp = TempFile::create(tmp_dir, "put.");
+  // The pid in the name lets a later sweep tell a dead writer's temp from a live one's: the
+  // store may be shared by several processes.
+  auto tmp = TempFile::create(tmp_dir, "put." + std::to_string(::getpid()) + ".");
   if (!tmp) return tmp.error();
   auto digest = stream_hashed(src.get(), file, [&](std::span<const std::byte> b) { return tmp->write(b); });
   if (!digest) return digest.error();
@@ -188,6 +193,24 @@ Result<void> LocalCas::fetch_to(std::string_view cid, const fs::path& out) {
   }();
   if (!verified) ::unlink(tmp.c_str());
   return verified;
+}
+
+std::size_t LocalCas::sweep_temps() {
+  std::size_t removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(root_ / "tmp", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    // put.<pid>.<16 hex>.tmp
+    if (!name.starts_with("put.") || !name.ends_with(".tmp")) continue;
+    const auto dot = name.find('.', 4);
+    if (dot == std::string::npos) continue;
+    pid_t pid = 0;
+    const auto [end_ptr, err] = std::from_chars(name.data() + 4, name.data() + dot, pid);
+    if (err != std::errc() || end_ptr != name.data() + dot || pid <= 0) continue;
+    if (::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    if (::unlink(it->path().c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 Result<void> LocalCas::remove(std::string_view cid) {

@@ -25,6 +25,9 @@ class LocalCas {
   // blob is never rewritten, so sharing its inode is safe), else a copy. Retiring the blob
   // afterwards leaves the copy readable. A missing blob is errc::not_found.
   Result<void> fetch_to(std::string_view cid, const std::filesystem::path& out);
+  // Removes the temps of puts whose process is gone (a kill mid-upload); returns how many.
+  // Temps of live processes sharing the store are left alone.
+  std::size_t sweep_temps();
   // Removes the blob; a missing blob is not an error.
   Result<void> remove(std::string_view cid);
   bool contains(std::string_view cid) const;

@@ -18,6 +18,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -33,6 +34,12 @@ std::filesystem::path current_apply_path(const InstanceContext& ctx) {
 }
 std::filesystem::path apply_journal_path(const InstanceContext& ctx) {
   return ctx.state_dir / "apply_journal.json";
+}
+// Present (durably) from before carsync stops the consumer's container until it has
+// started it again: a kill in between leaves it, and start-up recovery restarts the
+// container instead of leaving the app down until the next snapshot.
+std::filesystem::path container_stopped_path(const InstanceContext& ctx) {
+  return ctx.state_dir / "container_stopped.json";
 }
 
 namespace {
@@ -213,6 +220,13 @@ class ConsumerDriver {
       }
       case Kind::stop_container: {
         stop_began_ = std::chrono::steady_clock::now();
+        const json::value marker = json::object{{"cid", cid_of(m)}, {"stopped_at", ctx_.clock.now()}};
+        auto marked = co_await ctx_.io_pool.run([&] { return io::write_json_file(container_stopped_path(ctx_), marker); });
+        if (!marked) {
+          // Without the marker a kill could leave the app down: do not stop it at all.
+          ev.error = Error{marked.error().code, "cannot record the container stop: " + marked.error().message};
+          break;
+        }
         auto r = co_await with_deadline(ctx_.container.stop(), step_deadline(), "container stop");
         if (!r) ev.error = r.error();
         break;
@@ -256,6 +270,7 @@ class ConsumerDriver {
       case Kind::start_container: {
         auto r = co_await with_deadline(ctx_.container.start(), step_deadline(), "container start");
         if (!r) spdlog::warn("[{}] consumer: container start failed: {}", id, r.error().message);
+        else co_await ctx_.io_pool.run([&] { ::unlink(container_stopped_path(ctx_).c_str()); });
         if (stop_began_ != std::chrono::steady_clock::time_point{})
           spdlog::info("[{}] consumer: container restarted after {:.3f} s offline", id,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - stop_began_).count());
@@ -414,6 +429,22 @@ boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
       auto started = co_await with_deadline(ctx.container.start(), ctx.limits.step_timeout, "container start");
       if (!started) spdlog::warn("[{}] recovery: container start failed: {}", id, started.error().message);
     }
+  }
+  // A kill between carsync's stop and start (after the commit, say) left the app down
+  // with nothing else to bring it back: start it, unless an operator must decide first.
+  const bool marked = co_await ctx.io_pool.run([&] {
+    std::error_code ec;
+    return fs::exists(container_stopped_path(ctx), ec);
+  });
+  if (marked && !halted) {
+    bool running = !ctx.container.has_container();
+    if (!running) {
+      auto started = co_await with_deadline(ctx.container.start(), ctx.limits.step_timeout, "container start");
+      if (!started) spdlog::warn("[{}] recovery: container start failed: {}", id, started.error().message);
+      else spdlog::info("[{}] recovery: restarted the container an interrupted apply had stopped", id);
+      running = started.has_value();
+    }
+    if (running) co_await ctx.io_pool.run([&] { ::unlink(container_stopped_path(ctx).c_str()); });
   }
   // Staging of an apply that never committed is useless after a restart, and so are the
   // temps of a state or journal write a kill cut between write and rename

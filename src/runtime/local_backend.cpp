@@ -9,7 +9,17 @@ namespace json = boost::json;
 
 LocalContentStore::LocalContentStore(std::filesystem::path root, std::filesystem::path download_dir,
                                      BlockingPool& pool)
-    : cas_(std::move(root)), download_dir_(std::move(download_dir)), pool_(pool) {}
+    : cas_(std::move(root)), download_dir_(std::move(download_dir)), pool_(pool) {
+  // What killed writers left: put temps of dead processes, and this node's own partial
+  // downloads (one process per data_dir, so every temp there is a dead run's).
+  cas_.sweep_temps();
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(download_dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto name = it->path().filename().string();
+    std::error_code ignored;
+    if (name.starts_with(".") && name.ends_with(".tmp")) std::filesystem::remove(it->path(), ignored);
+  }
+}
 
 backend::Task<Result<std::string>> LocalContentStore::add_file(std::filesystem::path file) {
   co_return co_await pool_.run([&] { return cas_.put(file); });

@@ -3,6 +3,8 @@
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <sys/stat.h>
 
@@ -99,6 +101,26 @@ TEST_F(LocalCasTest, FetchRefusesACorruptBlobAndLeavesNoCopy) {
   ASSERT_FALSE(got);
   EXPECT_EQ(got.error().code, make_error_code(errc::corrupt_archive));
   EXPECT_EQ(entries_in(tmp / "downloads"), 0u);
+}
+
+// A kill during an upload left cas/tmp/put.*.tmp for good (found by the crash campaign).
+// Temps of a dead writer go; a live writer's (another process sharing the store) stays.
+TEST_F(LocalCasTest, SweepRemovesOnlyTempsOfDeadWriters) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  fs::create_directories(tmp / "cas/tmp");
+  const auto dead = "put." + std::to_string(child) + ".0123456789abcdef.tmp";
+  const auto live = "put." + std::to_string(::getpid()) + ".0123456789abcdef.tmp";
+  write_file(tmp / "cas/tmp" / dead, "half an upload");
+  write_file(tmp / "cas/tmp" / live, "an upload in progress");
+  write_file(tmp / "cas/tmp" / "unrelated.tmp", "not ours");
+  EXPECT_EQ(cas.sweep_temps(), 1u);
+  EXPECT_FALSE(fs::exists(tmp / "cas/tmp" / dead));
+  EXPECT_TRUE(fs::exists(tmp / "cas/tmp" / live));
+  EXPECT_TRUE(fs::exists(tmp / "cas/tmp/unrelated.tmp"));
 }
 
 TEST_F(LocalCasTest, MissingBlobIsNotFound) {

@@ -710,6 +710,36 @@ TEST_F(ConsumerRecovery, NothingPendingLeavesTheContainerAlone) {
   EXPECT_TRUE(staging_empty());  // staging of an apply that never committed is useless
 }
 
+// The crash campaign found it: a kill after the commit and before the container start left
+// the app down until the next snapshot (recovery had no journal to act on). The stop is
+// recorded first, so recovery restarts the container.
+TEST_F(ConsumerRun, StopIsRecordedUntilTheContainerRunsAgain) {
+  publish_weights();
+  bool marked_while_stopped = false;
+  container.on_stop = [&] { marked_while_stopped = fs::exists(state_dir() / "container_stopped.json"); };
+  ASSERT_EQ(run_once().outcome, ConsumerOutcome::applied);
+  EXPECT_TRUE(marked_while_stopped);
+  EXPECT_FALSE(fs::exists(state_dir() / "container_stopped.json"));
+}
+
+TEST_F(ConsumerRecovery, ContainerAKilledApplyStoppedIsStartedAtRecovery) {
+  write_file(state_dir() / "current_apply.json", R"({"state": "applied", "cid": "x"})");
+  write_file(state_dir() / "container_stopped.json", R"({"cid": "x", "stopped_at": 1.0})");
+  container.start_error = "engine down";
+  EXPECT_FALSE(recover());
+  EXPECT_THAT(container.lifecycle, ElementsAre("start"));
+  EXPECT_TRUE(fs::exists(state_dir() / "container_stopped.json"));  // tried again next start-up
+
+  container.start_error.reset();
+  container.lifecycle.clear();
+  EXPECT_FALSE(recover());
+  EXPECT_THAT(container.lifecycle, ElementsAre("start"));
+  EXPECT_FALSE(fs::exists(state_dir() / "container_stopped.json"));
+  container.lifecycle.clear();
+  EXPECT_FALSE(recover());
+  EXPECT_THAT(container.lifecycle, IsEmpty());
+}
+
 TEST_F(ConsumerRecovery, HaltedInstanceStaysHaltedAcrossRestarts) {
   publish_weights();
   container.on_stop = [&] {
