@@ -115,6 +115,12 @@ asio::awaitable<void> InstanceSupervisor::prepare() {
   else if (*recovered == io::RecoveryResult::recovered)
     spdlog::info("[{}] recovered an interrupted request: request.json will be processed again", id);
 
+  // A blob uploaded by a run a kill cut short, before history named it, joins the history
+  // so that the next publish retires it.
+  auto adopted = co_await services_.io_pool.run([&] { return adopt_upload_in_flight(ctx_); });
+  if (!adopted) spdlog::warn("[{}] upload in flight not recovered: {}", id, adopted.error().message);
+  else if (*adopted) spdlog::info("[{}] recovery: an interrupted run's upload was added to the sent history for retirement", id);
+
   // An apply interrupted by a crash is finished or undone before anything else runs.
   halted_ = co_await recover_consumer(ctx_);
 

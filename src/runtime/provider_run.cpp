@@ -2,8 +2,10 @@
 
 #include "core/record.hpp"
 #include "core/request.hpp"
+#include "io/atomic_json.hpp"
 #include "io/capture.hpp"
 #include "io/online_capture.hpp"
+#include "io/secure_fs.hpp"
 #include "runtime/cancellation.hpp"
 #include "runtime/crash_point.hpp"
 #include "runtime/deadline.hpp"
@@ -178,8 +180,17 @@ class ProviderDriver {
         if (ctx_.status) ctx_.status->reset_progress(archive_size_);
         auto r = co_await with_deadline(ctx_.cas.add_file(archive_), step_deadline(), "r1fs upload");
         if (r && ctx_.status) ctx_.status->progress_done() = archive_size_;
-        if (r) ev.cid = *r;
-        else fail_with(r.error());
+        if (r) {
+          ev.cid = *r;
+          // Until the sent history names it, only this record does: a kill now would
+          // otherwise leave the blob referenced by nothing, never retired.
+          const json::value record = json::object{{"cid", *r}, {"version", static_cast<std::int64_t>(ctx_.clock.now())}};
+          auto w = co_await ctx_.io_pool.run([&] { return io::write_json_file(upload_in_flight_path(ctx_), record); });
+          if (!w) spdlog::warn("[{}] provider: cannot record upload cid={} in flight: {}", ctx_.config.id, *r,
+                               w.error().message);
+        } else {
+          fail_with(r.error());
+        }
         break;
       }
       case Kind::remove_archive: {
@@ -201,6 +212,7 @@ class ProviderDriver {
         auto r = co_await with_deadline(ctx_.cas.delete_file(a.cid, true, false), store_deadline(),
                                         "r1fs delete_file");
         log_ignored(ctx_, a.kind, r);
+        if (r) co_await ctx_.io_pool.run([&] { ::unlink(upload_in_flight_path(ctx_).c_str()); });
         break;
       }
       case Kind::append_history: {
@@ -210,6 +222,8 @@ class ProviderDriver {
         if (!r) {
           spdlog::warn("[{}] sent history append failed: {}", ctx_.config.id, r.error().message);
           fail_with(r.error());
+        } else {
+          co_await ctx_.io_pool.run([&] { ::unlink(upload_in_flight_path(ctx_).c_str()); });
         }
         break;
       }
@@ -360,6 +374,46 @@ class ProviderDriver {
 };
 
 }  // namespace
+
+std::filesystem::path upload_in_flight_path(const InstanceContext& ctx) {
+  return ctx.state_dir / "upload_in_flight.json";
+}
+
+Result<bool> adopt_upload_in_flight(InstanceContext& ctx) {
+  const auto path = upload_in_flight_path(ctx);
+  std::error_code ec;
+  // A kill inside the record's own write left its temp (".upload_in_flight.json.<hex>.tmp"):
+  // that upload never got its record, as if killed just before it.
+  const std::string temp_prefix = "." + path.filename().string() + ".";
+  for (std::filesystem::directory_iterator it(ctx.state_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto name = it->path().filename().string();
+    std::error_code ignored;
+    if (name.starts_with(temp_prefix) && name.ends_with(".tmp")) std::filesystem::remove(it->path(), ignored);
+  }
+  if (!std::filesystem::exists(path, ec)) return false;
+  auto dir = io::open_root_dir(ctx.state_dir);
+  if (!dir) return dir.error();
+  auto body = io::read_json_at(dir->get(), path.filename().string());
+  const json::object* record = body && body->is_object() ? &body->as_object() : nullptr;
+  const json::value* cid = record ? record->if_contains("cid") : nullptr;
+  bool adopted = false;
+  if (cid && cid->is_string() && !cid->as_string().empty()) {
+    bool known = false;
+    for (const auto& e : ctx.history.entries(core::HistoryDir::sent))
+      if (const auto* c = e.body.if_contains("cid"); c && *c == *cid) known = true;
+    if (!known) {
+      // A history entry makes the next publish's retirement pass delete it (or keeps it,
+      // should the record be what consumers now read and no publish follow).
+      json::object entry = *record;
+      entry["recovered_upload"] = true;
+      auto r = ctx.history.append(core::HistoryDir::sent, std::move(entry), ctx.clock.now_ns());
+      if (!r) return r.error();
+      adopted = true;
+    }
+  }
+  ::unlink(path.c_str());
+  return adopted;
+}
 
 boost::asio::awaitable<ProviderRunOutcome> run_provider_once(InstanceContext& ctx, const std::string* api_body) {
   ProviderDriver driver(ctx);

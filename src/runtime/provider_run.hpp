@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -33,6 +34,15 @@ struct ProviderRunOutcome {
 // limits.cleanup_timeout as their deadline. The caller sets throw_if_cancelled(false).
 boost::asio::awaitable<ProviderRunOutcome> run_provider_once(InstanceContext& ctx,
                                                              const std::string* api_body = nullptr);
+
+// Between a successful upload and the sent-history entry naming its CID, the provider keeps
+// a durable record of that CID here. A kill in between would otherwise leave the blob
+// referenced by nothing carsync keeps, never retired.
+std::filesystem::path upload_in_flight_path(const InstanceContext& ctx);
+// Start-up: turns a left-over record into a sent-history entry ("recovered_upload": true)
+// unless history already names its CID, so the next publish retires it; removes the
+// record. True when an entry was added.
+Result<bool> adopt_upload_in_flight(InstanceContext& ctx);
 
 // The public stage of a provider failure.
 Stage public_stage(core::ProviderStage s) noexcept;

@@ -168,6 +168,8 @@ class FakeKvStore final : public backend::KvStore {
 
   // Called when hget is entered, to act at a known point of a consumer pass.
   std::function<void(const std::string& hkey, const std::string& key)> on_hget;
+  // Called when hset is entered: what the caller left on disk at the publish.
+  std::function<void()> on_hset;
 
   std::vector<HsetCall> hsets;
   std::vector<std::string> hsyncs;
@@ -176,6 +178,7 @@ class FakeKvStore final : public backend::KvStore {
 
   backend::Task<Result<bool>> hset(std::string hkey, std::string key, boost::json::value value) override {
     hsets.push_back({hkey, key, value});
+    if (on_hset) on_hset();
     if (error_on_hset) co_return make_error(errc::store_failure, *error_on_hset);
     data[hkey][key] = std::move(value);
     co_return ack;

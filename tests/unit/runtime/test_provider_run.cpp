@@ -589,6 +589,42 @@ TEST_F(ProviderRun, RetirementDeletesEveryEarlierUnretiredCid) {
   EXPECT_EQ(sent_entry(2).at("deletion"), json::value(core::null_deletion()));
 }
 
+// Found by the crash campaign: a run killed after its upload and before its sent-history
+// entry left the blob referenced by nothing, never retired. The upload is recorded until
+// history names it; start-up adopts a left-over record so the next publish retires it.
+TEST_F(ProviderRun, UploadIsRecordedUntilHistoryNamesIt) {
+  auto ctx = context();
+  request_appdata();
+  bool recorded_at_publish = false;
+  kv.on_hset = [&] { recorded_at_publish = fs::exists(runtime::upload_in_flight_path(ctx)); };
+  ASSERT_TRUE(run_once().succeeded);
+  EXPECT_TRUE(recorded_at_publish);
+  EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
+}
+
+TEST_F(ProviderRun, UploadOfAKilledRunIsRetiredByTheNextPublish) {
+  auto ctx = context();
+  request_appdata();
+  ASSERT_TRUE(run_once().succeeded);
+  // What a kill between the next upload and its history entry leaves behind.
+  cas.blobs["bafkorphan"] = "archive bytes";
+  write_file(runtime::upload_in_flight_path(ctx), R"({"cid": "bafkorphan", "version": 1714742500})");
+  auto adopted = runtime::adopt_upload_in_flight(ctx);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  EXPECT_TRUE(*adopted);
+  EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
+  EXPECT_FALSE(*runtime::adopt_upload_in_flight(ctx));  // nothing left to adopt
+  // A kill inside the record's own write leaves only its temp, which goes too.
+  write_file(ctx.state_dir / ".upload_in_flight.json.0123456789abcdef.tmp", "{");
+  EXPECT_FALSE(*runtime::adopt_upload_in_flight(ctx));
+  EXPECT_FALSE(fs::exists(ctx.state_dir / ".upload_in_flight.json.0123456789abcdef.tmp"));
+
+  clock.set(clock.peek() + 60);
+  request_appdata();
+  ASSERT_TRUE(run_once().succeeded);
+  EXPECT_EQ(cas.blobs.count("bafkorphan"), 0u) << "the killed run's upload was never retired";
+}
+
 TEST_F(ProviderRun, G94_RetirementFollowsWriteOrderNotVersion) {
   clock.set(1714750000.5);
   request_appdata();
