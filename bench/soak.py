@@ -43,6 +43,10 @@ import time
 MAX_QUEUED = "/proc/sys/fs/inotify/max_queued_events"
 
 
+# limits.history_keep of both daemons: small, so that pruning runs all through the soak.
+HISTORY_KEEP = 16
+
+
 def now():
     return time.time()
 
@@ -239,7 +243,7 @@ class Soak:
         for name, apps in (("A", apps_a), ("B", apps_b)):
             cfg = {"data_dir": os.path.join(self.work, f"data-{name}"), "node_id": f"soak-{name}",
                    "backend": {"kind": "local", "store_dir": stores},
-                   "limits": {"rescan_interval_s": 3600},
+                   "limits": {"rescan_interval_s": 3600, "history_keep": HISTORY_KEEP},
                    "instances": [a.instance() for a in apps]}
             path = os.path.join(self.work, f"node-{name}.json")
             with open(path, "w") as fh:
@@ -426,14 +430,27 @@ class Soak:
                 self.fail(f"{col} trends up: {f} ms -> {s} ms")
 
     def check_exactly_once(self):
+        # History is pruned to history_keep entries: it holds the newest min(ok, keep)
+        # publishes, each request once, the newest naming the last CID answered.
         data_a = os.path.join(self.work, "data-A", "instances")
         for p in self.providers:
             if p.failing:
                 continue
             sent = os.path.join(data_a, p.app.id, "sync_history", "sent")
-            n = len([f for f in os.listdir(sent) if f.endswith(".json")]) if os.path.isdir(sent) else 0
-            if n != p.ok:
-                self.fail(f"{p.app.id}: {p.ok} ok answers but {n} sent-history entries")
+            names = [f for f in os.listdir(sent) if f.endswith(".json")] if os.path.isdir(sent) else []
+            entries = [read_json(os.path.join(sent, f)) or {} for f in names]
+            want = min(p.ok, HISTORY_KEEP)
+            if len(entries) != want:
+                self.fail(f"{p.app.id}: {p.ok} ok answers but {len(entries)} sent-history entries (expected {want})")
+                continue
+            seqs = sorted(e.get("request", {}).get("metadata", {}).get("seq", -1) for e in entries)
+            # Every request of a working provider is answered ok, in order: seq n is the nth.
+            if seqs != list(range(p.ok - want + 1, p.ok + 1)):
+                self.fail(f"{p.app.id}: sent history holds requests {seqs[:3]}...{seqs[-3:]}, "
+                          f"expected the last {want} up to {p.ok}, each once")
+            newest = max(entries, key=lambda e: e.get("sequence", -1)) if entries else {}
+            if p.cid is not None and newest.get("cid") != p.cid:
+                self.fail(f"{p.app.id}: newest sent entry names {newest.get('cid')}, the last answer {p.cid}")
 
     def check_converged(self):
         for p in self.providers:
