@@ -2,6 +2,7 @@
 // watcher must say so (the node then pokes every instance, so a request whose event was
 // dropped is still served) and keep delivering the events that follow.
 #include "runtime/dir_watcher.hpp"
+#include "support/inotify_queue.hpp"
 #include "support/run_until.hpp"
 #include "support/temp_dir.hpp"
 
@@ -19,13 +20,6 @@ namespace carsync::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::size_t max_queued_events() {
-  std::ifstream in("/proc/sys/fs/inotify/max_queued_events");
-  std::size_t n = 0;
-  in >> n;
-  return n;
-}
 
 TEST(DirWatcher, QueueOverflowIsReportedAndLaterEventsStillArrive) {
   const std::size_t queue = max_queued_events();

@@ -1,6 +1,7 @@
 // The embedded store's change notification under load: when the inotify queue overflows,
 // watchers are told that any key may have changed instead of silently missing records.
 #include "runtime/local_backend.hpp"
+#include "support/inotify_queue.hpp"
 #include "support/run_until.hpp"
 #include "support/temp_dir.hpp"
 
@@ -19,13 +20,6 @@ namespace carsync::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::size_t max_queued_events() {
-  std::ifstream in("/proc/sys/fs/inotify/max_queued_events");
-  std::size_t n = 0;
-  in >> n;
-  return n;
-}
 
 // 300 consumers used to stay asleep until the next safety rescan after a burst like this.
 TEST(LocalKvStore, QueueOverflowTellsWatchersThatAnyKeyMayHaveChanged) {
