@@ -224,6 +224,16 @@ Result<void> LocalCas::remove(std::string_view cid) {
   return fsync_dir_of(path);
 }
 
+Result<std::optional<std::string>> LocalCas::held_cid(const fs::path& file) const {
+  io::unique_fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return os_error(errno, "open " + file.string());
+  auto digest = stream_hashed(fd.get(), file, no_sink);
+  if (!digest) return digest.error();
+  std::string cid = cid_from_digest(*digest);
+  if (!contains(cid)) return std::optional<std::string>{};
+  return std::optional<std::string>{std::move(cid)};
+}
+
 bool LocalCas::contains(std::string_view cid) const {
   if (!digest_from_cid(cid)) return false;
   return ::access(blob_path(cid).c_str(), F_OK) == 0;

@@ -6,6 +6,7 @@
 #include "io/file_engine.hpp"
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace carsync::backend {
@@ -31,6 +32,8 @@ class LocalCas {
   // Removes the blob; a missing blob is not an error.
   Result<void> remove(std::string_view cid);
   bool contains(std::string_view cid) const;
+  // The CID of `file`'s bytes when the store holds them, else nullopt (reads the whole file).
+  Result<std::optional<std::string>> held_cid(const std::filesystem::path& file) const;
 
   const std::filesystem::path& root() const noexcept { return root_; }
 

@@ -27,6 +27,17 @@ class ContentStore {
   virtual Task<Result<std::filesystem::path>> get_file(std::string cid) = 0;
   virtual Task<Result<void>> delete_file(std::string cid, bool unpin_remote,
                                          bool cleanup_local_files) = 0;
+
+  // Whether held_cid can find a blob from the uploaded file alone, so that a kill inside
+  // add_file (the store took the blob, the caller never learnt its CID) is recoverable.
+  // Only a store that keeps the bytes as given can (the embedded one); R1FS encrypts them.
+  virtual bool identifies_content() const noexcept { return false; }
+  // The CID under which the store holds `file`'s bytes, or nullopt. Blocking (it reads the
+  // whole file): run it on a pool. Start-up recovery only.
+  virtual Result<std::optional<std::string>> held_cid(const std::filesystem::path& file) {
+    (void)file;
+    return std::optional<std::string>{};
+  }
 };
 
 class KvStore {

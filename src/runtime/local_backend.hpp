@@ -28,6 +28,10 @@ class LocalContentStore final : public backend::ContentStore {
   // content) removes the blob; cleanup_local_files removes the node's downloaded copy.
   backend::Task<Result<void>> delete_file(std::string cid, bool unpin_remote,
                                           bool cleanup_local_files) override;
+  bool identifies_content() const noexcept override { return true; }
+  Result<std::optional<std::string>> held_cid(const std::filesystem::path& file) override {
+    return cas_.held_cid(file);
+  }
 
  private:
   backend::LocalCas cas_;

@@ -178,6 +178,14 @@ class ProviderDriver {
       }
       case Kind::upload: {
         if (ctx_.status) ctx_.status->reset_progress(archive_size_);
+        if (ctx_.cas.identifies_content()) {
+          // A kill inside add_file leaves a blob whose CID carsync never learnt; this record
+          // lets start-up find it from the archive (adopt_upload_in_flight).
+          const json::value pending = json::object{{"archive", archive_.filename().string()},
+                                                   {"version", static_cast<std::int64_t>(ctx_.clock.now())}};
+          auto w = co_await ctx_.io_pool.run([&] { return io::write_json_file(upload_in_flight_path(ctx_), pending); });
+          if (!w) spdlog::warn("[{}] provider: cannot record the upload in flight: {}", ctx_.config.id, w.error().message);
+        }
         auto r = co_await with_deadline(ctx_.cas.add_file(archive_), step_deadline(), "r1fs upload");
         if (r && ctx_.status) ctx_.status->progress_done() = archive_size_;
         if (r) {
@@ -396,6 +404,24 @@ Result<bool> adopt_upload_in_flight(InstanceContext& ctx) {
   auto body = io::read_json_at(dir->get(), path.filename().string());
   const json::object* record = body && body->is_object() ? &body->as_object() : nullptr;
   const json::value* cid = record ? record->if_contains("cid") : nullptr;
+  // Killed inside the upload: the store may hold the archive under a CID never returned.
+  // The archive is still in scratch (start-up empties scratch after this); a store that
+  // keeps bytes as given finds the blob from it.
+  json::value found;
+  const json::value* archive = record && !cid ? record->if_contains("archive") : nullptr;
+  if (archive && archive->is_string() && ctx.cas.identifies_content()) {
+    const std::string name(archive->as_string());
+    const auto file = ctx.scratch_dir / name;
+    const bool plain = !name.empty() && name.find('/') == std::string::npos && name != "..";
+    if (plain && std::filesystem::is_regular_file(file, ec)) {
+      auto held = ctx.cas.held_cid(file);
+      if (!held) return held.error();
+      if (*held) {
+        found = json::string(**held);
+        cid = &found;
+      }
+    }
+  }
   bool adopted = false;
   if (cid && cid->is_string() && !cid->as_string().empty()) {
     bool known = false;
@@ -404,7 +430,8 @@ Result<bool> adopt_upload_in_flight(InstanceContext& ctx) {
     if (!known) {
       // A history entry makes the next publish's retirement pass delete it (or keeps it,
       // should the record be what consumers now read and no publish follow).
-      json::object entry = *record;
+      json::object entry{{"cid", *cid}};
+      if (const auto* v = record->if_contains("version")) entry["version"] = *v;
       entry["recovered_upload"] = true;
       auto r = ctx.history.append(core::HistoryDir::sent, std::move(entry), ctx.clock.now_ns());
       if (!r) return r.error();

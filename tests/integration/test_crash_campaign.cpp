@@ -500,10 +500,9 @@ class Campaign {
     }
     std::printf("[campaign]   %-48s %5d\n", "total", total);
     std::printf("[campaign] volume right after recovery: old %d, new %d; second publishes after a kill past the "
-                "ack: %d; stale consumer finalisations (applied, history/last_apply.json not written): %d; blobs "
-                "left by kills inside the upload step: %zu; %.1f s\n",
+                "ack: %d; stale consumer finalisations (applied, history/last_apply.json not written): %d; %.1f s\n",
                 recovery_volume["old"], recovery_volume["new"], second_publishes, stale_finalisations_,
-                leaked_.size(), Seconds(Clock::now() - started).count());
+                Seconds(Clock::now() - started).count());
     for (const auto& [target, n] : per_target)
       if (target.ends_with("(not reached)")) std::printf("[campaign] target %s: %d\n", target.c_str(), n);
     // Every stage the form has must have been hit.
@@ -707,20 +706,15 @@ class Campaign {
                     << ") never retired; newest is generation " << gen_;
     }
     // Every blob but the current one is in history (a run killed between its upload and its
-    // sent-history entry leaves upload_in_flight.json, which start-up turns into an entry),
-    // and none outlives a second check unless a cut retirement pass left it for the next.
-    // Left: a kill inside the upload itself, after the store took the blob and before its
-    // answer reached carsync (no CID to record yet). Accepted in that step only, and counted.
+    // sent-history entry leaves upload_in_flight.json, which start-up turns into an entry;
+    // killed inside the upload, the record names the archive, from which the embedded store
+    // finds the blob), and none outlives a second check unless a cut retirement pass left it.
     for (const auto& b : blobs) {
-      if (b == cid || in_history.count(b) || leaked_.count(b)) continue;
-      if (landing.provider_step == "upload" && !previous_blobs_.count(b)) {
-        leaked_.insert(b);
-        continue;
-      }
+      if (b == cid || in_history.count(b)) continue;
       ADD_FAILURE() << "blob " << b << " is referenced by no history entry after a kill in " << landed;
     }
     for (const auto& b : blobs)
-      if (b != cid && !waiting.count(b) && previous_blobs_.count(b) && !leaked_.count(b))
+      if (b != cid && !waiting.count(b) && previous_blobs_.count(b))
         ADD_FAILURE() << "blob " << b << " orphaned for more than one retirement cycle (generation " << gen_ << ")";
     previous_blobs_ = blobs;
     return publishes > 1 ? 1 : 0;
@@ -733,7 +727,6 @@ class Campaign {
   std::unique_ptr<ChildProcess> daemon_;
   long gen_ = 0, held_ = 0;
   std::map<long, TreeSnapshot> expected_;
-  std::set<std::string> leaked_;  // blobs a kill inside the upload step left unreferenced
   std::set<std::string> previous_blobs_;
 
   bool stale_finalise_allowed_ = false;

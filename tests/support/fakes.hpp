@@ -112,6 +112,16 @@ class FakeContentStore final : public backend::ContentStore {
 
   // add_file never answers until its coroutine is cancelled (a hung upload).
   bool hang_on_add = false;
+  // Behave as a store that keeps bytes as given (the embedded one): held_cid finds blobs.
+  bool identifies = false;
+
+  bool identifies_content() const noexcept override { return identifies; }
+  Result<std::optional<std::string>> held_cid(const std::filesystem::path& file) override {
+    const std::string bytes = read_file(file);
+    for (const auto& [cid, held] : blobs)
+      if (identifies && held == bytes) return std::optional<std::string>{cid};
+    return std::optional<std::string>{};
+  }
 
   backend::Task<Result<std::string>> add_file(std::filesystem::path file) override {
     added.push_back(file);

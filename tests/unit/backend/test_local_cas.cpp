@@ -58,6 +58,19 @@ TEST_F(LocalCasTest, PutIsIdempotent) {
   EXPECT_EQ(entries_in(tmp / "cas" / "tmp"), 0u);
 }
 
+TEST_F(LocalCasTest, HeldCidFindsStoredBytesWithoutStoringAnything) {
+  write_file(tmp / "in.txt", "hello world");
+  auto none = cas.held_cid(tmp / "in.txt");
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_FALSE(none->has_value());
+  EXPECT_EQ(entries_in(tmp / "cas" / "blobs"), 0u);
+  ASSERT_TRUE(cas.put(tmp / "in.txt"));
+  auto held = cas.held_cid(tmp / "in.txt");
+  ASSERT_TRUE(held && held->has_value());
+  EXPECT_EQ(**held, "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e");
+  EXPECT_FALSE(cas.held_cid(tmp / "missing"));
+}
+
 TEST_F(LocalCasTest, CorruptedBlobIsDetected) {
   write_file(tmp / "in", "precious state");
   auto cid = cas.put(tmp / "in");

@@ -602,6 +602,61 @@ TEST_F(ProviderRun, UploadIsRecordedUntilHistoryNamesIt) {
   EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
 }
 
+// Found by the crash campaign: a kill inside the upload itself, after the embedded store
+// took the blob and before its CID reached carsync, orphaned the blob for good. A store that
+// keeps bytes as given is told which archive is in flight first, so start-up can find it.
+TEST_F(ProviderRun, UploadIntoAStoreThatIdentifiesContentIsRecordedBeforeItStarts) {
+  auto ctx = context();
+  cas.identifies = true;
+  request_appdata();
+  std::optional<json::value> at_add;
+  cas.on_add = [&](const fs::path& archive) {
+    at_add = json::parse(read_file(runtime::upload_in_flight_path(ctx)));
+    EXPECT_EQ(at_add->at("archive"), json::value(archive.filename().string()));
+  };
+  ASSERT_TRUE(run_once().succeeded);
+  ASSERT_TRUE(at_add.has_value());
+  EXPECT_FALSE(at_add->as_object().contains("cid"));
+  EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
+}
+
+TEST_F(ProviderRun, UploadKilledInsideTheStoreIsFoundFromItsArchiveAndRetired) {
+  auto ctx = context();
+  cas.identifies = true;
+  request_appdata();
+  ASSERT_TRUE(run_once().succeeded);
+  // What a kill inside the next add_file leaves: the archive in scratch, the blob stored,
+  // the record naming only the archive.
+  fs::create_directories(ctx.scratch_dir);
+  write_file(ctx.scratch_dir / "sync_archive_1_2.tar.gz", "the killed run's archive");
+  cas.blobs["bafkorphan"] = "the killed run's archive";
+  write_file(runtime::upload_in_flight_path(ctx), R"({"archive": "sync_archive_1_2.tar.gz", "version": 1714742500})");
+  auto adopted = runtime::adopt_upload_in_flight(ctx);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  EXPECT_TRUE(*adopted);
+  EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
+
+  clock.set(clock.peek() + 60);
+  request_appdata();
+  ASSERT_TRUE(run_once().succeeded);
+  EXPECT_EQ(cas.blobs.count("bafkorphan"), 0u) << "the blob of the upload killed inside the store was never retired";
+}
+
+TEST_F(ProviderRun, UploadKilledBeforeTheStoreTookItAdoptsNothing) {
+  auto ctx = context();
+  cas.identifies = true;
+  fs::create_directories(ctx.scratch_dir);
+  write_file(ctx.scratch_dir / "sync_archive_1_2.tar.gz", "never stored");
+  write_file(runtime::upload_in_flight_path(ctx), R"({"archive": "sync_archive_1_2.tar.gz", "version": 1714742500})");
+  auto adopted = runtime::adopt_upload_in_flight(ctx);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  EXPECT_FALSE(*adopted);
+  EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
+  // A name that leaves scratch is never read.
+  write_file(runtime::upload_in_flight_path(ctx), R"({"archive": "../upload_in_flight.json"})");
+  EXPECT_FALSE(*runtime::adopt_upload_in_flight(ctx));
+}
+
 TEST_F(ProviderRun, UploadOfAKilledRunIsRetiredByTheNextPublish) {
   auto ctx = context();
   request_appdata();
