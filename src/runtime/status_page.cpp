@@ -25,12 +25,12 @@ h1{font-size:1.2em;margin:0}
 .conn{font-weight:600;padding:.1em .6em;border-radius:1em;border:1px solid currentColor}
 .conn.live{color:var(--ok)}.conn.down{color:var(--bad)}.conn.static,.conn.connecting{color:var(--muted)}
 .sum b{font-variant-numeric:tabular-nums}
-.sum .n-bad{color:var(--bad)}.sum .n-warn{color:var(--warn)}
+.sum .n-bad{color:var(--bad)}.sum .n-warn{color:var(--warn)}.sum .none{color:inherit}
 main{padding:.6em 1.2em}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid var(--line);vertical-align:middle;white-space:nowrap}
 th{font-weight:600;color:var(--muted);position:sticky;top:0;background:var(--bg)}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 td.cid,td.id{font-family:ui-monospace,"DejaVu Sans Mono",monospace}
 td.why{white-space:normal;max-width:32em;overflow-wrap:anywhere;color:var(--muted)}
 tr.halted{background:rgba(198,40,40,.14)}tr.failing{background:rgba(198,40,40,.07)}
@@ -153,7 +153,11 @@ constexpr std::string_view kScript = R"js(
     for (var i = 0; i < rows.rows.length; i++)
       rows.rows[i].dataset.flags.split(' ').forEach(function (k) { if (k in n) n[k]++; });
     document.getElementById('n-total').textContent = rows.rows.length;
-    for (var k in n) document.getElementById('n-' + k).textContent = n[k];
+    for (var k in n) {
+      var b = document.getElementById('n-' + k);
+      b.textContent = n[k];
+      b.parentNode.classList.toggle('none', n[k] === 0);
+    }
     document.getElementById('empty').hidden = rows.rows.length > 0;
   }
   function tick() {
@@ -387,18 +391,21 @@ std::string render_status_page(const NodeStatus& node, double now_seconds) {
          std::to_string(node.generation) + "\" data-live=\"0\">\n<header><h1>carsync \u00b7 <span id=\"node\">" +
          node_id + "</span></h1>";
   out += "<span id=\"conn\" class=\"conn static\">snapshot of " + utc(now_seconds) + "</span>";
-  out += "<span class=\"sum\"><b id=\"n-total\">" + std::to_string(sorted.size()) + "</b> instances \u00b7 "
-         "<span class=\"n-bad\"><b id=\"n-halted\">" + std::to_string(halted) + "</b> halted</span> \u00b7 "
-         "<span class=\"n-warn\"><b id=\"n-quarantined\">" + std::to_string(quarantined) + "</b> quarantined</span> \u00b7 "
-         "<span class=\"n-bad\"><b id=\"n-failing\">" + std::to_string(failing) + "</b> failing</span> \u00b7 "
-         "<b id=\"n-disabled\">" + std::to_string(disabled) + "</b> disabled</span>";
+  const auto count = [](std::string_view cls, std::string_view name, std::size_t n) {
+    return "<span class=\"" + std::string(cls) + (n == 0 ? " none" : "") + "\"><b id=\"n-" + std::string(name) + "\">" +
+           std::to_string(n) + "</b> " + std::string(name) + "</span>";
+  };
+  out += "<span class=\"sum\"><span><b id=\"n-total\">" + std::to_string(sorted.size()) + "</b> instances</span> \u00b7 " +
+         count("n-bad", "halted", halted) + " \u00b7 " + count("n-warn", "quarantined", quarantined) + " \u00b7 " +
+         count("n-bad", "failing", failing) + " \u00b7 " + count("n-off", "disabled", disabled) + "</span>";
   out += "<span class=\"muted\">" + std::string(node.running ? "running" : "not running") + " \u00b7 " +
          html_escape(node.file_engine) + " \u00b7 generation <span id=\"gen\">" + std::to_string(node.generation) +
          "</span></span></header>\n<main>\n";
   out += "<label id=\"only-problems-row\" hidden><input type=\"checkbox\" id=\"only-problems\"> "
          "only instances that need attention</label>\n";
-  out += "<table><thead><tr><th>Instance</th><th>Role</th><th>Phase</th><th>Progress</th><th>Last sync</th>"
-         "<th>Size</th><th>CID</th><th>OK / failed</th><th>State</th><th>Why</th></tr></thead>\n<tbody id=\"rows\">\n";
+  out += "<table><thead><tr><th>Instance</th><th>Role</th><th>Phase</th><th>Progress</th><th class=\"num\">Last sync</th>"
+         "<th class=\"num\">Size</th><th>CID</th><th class=\"num\">OK / failed</th><th>State</th><th>Why</th></tr>"
+         "</thead>\n<tbody id=\"rows\">\n";
   out += rows;
   out += "</tbody></table>\n<p id=\"empty\" class=\"muted\"";
   if (!sorted.empty()) out += " hidden";
