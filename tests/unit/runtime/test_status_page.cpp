@@ -216,6 +216,9 @@ TEST(StatusPage, ScriptFollowsTheEventStreamWithTheApiFieldNames) {
   EXPECT_NE(page.find("addEventListener('snapshot'"), std::string::npos);
   EXPECT_NE(page.find("addEventListener('instance'"), std::string::npos);
   EXPECT_NE(page.find("d.removed"), std::string::npos);
+  // What an event carries reaches the DOM as text only.
+  for (const char* html_sink : {"innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("})
+    EXPECT_EQ(page.find(html_sink), std::string::npos) << html_sink;
 
   // Every field the script reads is one that runtime/status_json serves.
   InstanceStatus full = provider_uploading();
