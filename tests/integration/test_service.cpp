@@ -91,6 +91,7 @@ class Service : public ::testing::Test {
     write_file(tmp / "node.json", json::serialize(json::object{
                                       {"data_dir", (tmp / "state").string()},
                                       {"node_id", "service-node"},
+                                      {"control_socket", (tmp / "carsyncd.sock").string()},
                                       {"volume_roots", json::array{(tmp / "hosts/*").string()}},
                                       {"instances", json::array{inst}},
                                   }));
