@@ -10,7 +10,8 @@ namespace carsync::runtime {
 
 namespace {
 
-// The page's style. Rows carry their flags as classes (halted, quarantined, failing, disabled).
+// The page's style. Rows carry their flags as classes (halted, quarantined, failing, disabled);
+// a step whose total is unknown (archiving) gets a striped bar, not a full one.
 constexpr std::string_view kStyle = R"css(
 :root{color-scheme:light dark;--fg:#1d2125;--muted:#687078;--bg:#fff;--line:#d8dde2;--head:#f3f5f7;
 --ok:#1a7f37;--bad:#c62828;--warn:#b25e00;--off:#6b7280;--bar:#2f6fde}
@@ -43,7 +44,7 @@ padding:.05em .5em;border-radius:.3em;margin-right:.3em;color:#fff;cursor:help}
 .bar{display:inline-block;width:8em;height:.7em;border-radius:.35em;background:var(--line);overflow:hidden;
 vertical-align:middle;margin-right:.5em}
 .bar>i{display:block;height:100%;background:var(--bar)}
-.bar.unknown>i{width:100%;opacity:.35}
+.bar.unknown>i{width:100%;opacity:.6;background:repeating-linear-gradient(135deg,var(--bar) 0 5px,transparent 5px 10px)}
 #only-problems-row{margin:.3em 0 .6em}
 body.problems-only tr[data-flags=""]{display:none}
 )css";
