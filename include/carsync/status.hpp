@@ -30,6 +30,9 @@ enum class Phase {
   removing,     // remove_instance: finishing or cancelling its work
 };
 std::string_view to_string(Phase p) noexcept;
+// Whether InstanceStatus::progress counts bytes in this phase (archiving, uploading,
+// downloading, scanning, applying); in the others it stays as it was.
+bool moves_bytes(Phase p) noexcept;
 
 // Where the last failure happened. The provider's and consumer's stages of the spec, plus
 // configuration and the system volume.

@@ -17,21 +17,8 @@ std::string format_bytes(std::uint64_t bytes) {
   return fmt::format("{:.1f} {}", v, units[u]);
 }
 
-bool has_byte_progress(Phase phase) noexcept {
-  switch (phase) {
-    case Phase::archiving:
-    case Phase::uploading:
-    case Phase::downloading:
-    case Phase::scanning:
-    case Phase::applying:
-      return true;
-    default:
-      return false;
-  }
-}
-
 void ProgressLog::note_phase(const InstanceStatus& s, Clock::time_point now) {
-  if (!has_byte_progress(s.phase)) {
+  if (!moves_bytes(s.phase)) {
     tracked_.erase(s.id);
     return;
   }
@@ -42,9 +29,9 @@ void ProgressLog::note_phase(const InstanceStatus& s, Clock::time_point now) {
 
 std::optional<std::string> ProgressLog::observe(const InstanceStatus& s, Clock::time_point now) {
   auto it = tracked_.find(s.id);
-  if (!has_byte_progress(s.phase) || it == tracked_.end() || it->second.phase != s.phase) {
+  if (!moves_bytes(s.phase) || it == tracked_.end() || it->second.phase != s.phase) {
     note_phase(s, now);
-    if (has_byte_progress(s.phase)) tracked_.find(s.id)->second.mark_done = s.progress.done;
+    if (moves_bytes(s.phase)) tracked_.find(s.id)->second.mark_done = s.progress.done;
     return std::nullopt;
   }
   Step& step = it->second;

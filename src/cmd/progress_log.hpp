@@ -23,8 +23,6 @@ namespace carsync::cmd {
 
 // "512 B", "1.5 KiB", "412.0 MiB", "1.0 GiB".
 std::string format_bytes(std::uint64_t bytes);
-// Whether a phase reports byte progress.
-bool has_byte_progress(Phase phase) noexcept;
 
 // The decision, clock injected: feed every status seen of an instance with the time it
 // was seen; observe() answers the line to log when one is due.

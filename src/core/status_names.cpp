@@ -24,6 +24,17 @@ std::string_view to_string(Phase p) noexcept {
   return "unknown";
 }
 
+bool moves_bytes(Phase p) noexcept {
+  switch (p) {
+    case Phase::archiving:
+    case Phase::uploading:
+    case Phase::downloading:
+    case Phase::scanning:
+    case Phase::applying: return true;
+    default: return false;
+  }
+}
+
 std::string_view to_string(Stage s) noexcept {
   switch (s) {
     case Stage::none: return "none";

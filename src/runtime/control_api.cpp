@@ -158,11 +158,6 @@ struct ControlApi::EventStream {
 
 namespace {
 
-bool moves_bytes(Phase p) {
-  return p == Phase::archiving || p == Phase::uploading || p == Phase::downloading || p == Phase::scanning ||
-         p == Phase::applying;
-}
-
 struct StreamTiming {
   std::chrono::steady_clock::duration keep_alive;
   std::chrono::steady_clock::duration progress;
