@@ -396,7 +396,16 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
     parser.get().body().data = chunk.get();
     parser.get().body().size = kChunk;
     stream.expires_after(limit);
-    auto [ec, n] = co_await http::async_read(stream, conn->buffer, parser, tok);
+    // A stream's reader wants each event as it arrives: read_some returns with what came;
+    // read waits to fill the whole chunk buffer.
+    boost::system::error_code ec;
+    if (streaming) {
+      auto [sec, sn] = co_await http::async_read_some(stream, conn->buffer, parser, tok);
+      ec = sec;
+    } else {
+      auto [rec2, rn2] = co_await http::async_read(stream, conn->buffer, parser, tok);
+      ec = rec2;
+    }
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return fail(transport_error(what, "read response body", ec, limit));
     std::size_t got = kChunk - parser.get().body().size;

@@ -8,6 +8,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -177,6 +178,46 @@ TEST_F(HttpClientTest, StreamDeliversChunksUntilTheReaderStops) {
   }());
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->status, 200u);
+  EXPECT_EQ(seen, "first\nsecond\n");
+}
+
+// An event reaches the reader when it arrives, not once 64 KiB have piled up: the server
+// sends the second chunk only after the reader has seen the first (or after 10 s).
+TEST_F(HttpClientTest, StreamDeliversEachChunkWithoutWaitingForMore) {
+  asio::local::stream_protocol::acceptor acceptor(io_, asio::local::stream_protocol::endpoint((tmp_ / "api.sock").string()));
+  asio::steady_timer first_seen(io_, std::chrono::seconds(10));
+  bool reader_was_first = false;
+  auto serve = [&]() -> asio::awaitable<void> {
+    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    asio::streambuf in;
+    co_await asio::async_read_until(socket, in, "\r\n\r\n", asio::use_awaitable);
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "6\r\nfirst\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(head), asio::use_awaitable);
+    boost::system::error_code ec;
+    co_await first_seen.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    reader_was_first = ec == asio::error::operation_aborted;
+    std::string second = "7\r\nsecond\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(second), asio::use_awaitable);
+    char c;
+    co_await asio::async_read(socket, asio::buffer(&c, 1), asio::redirect_error(asio::use_awaitable, ec));
+  };
+  asio::co_spawn(io_, serve(), asio::detached);
+  net::Endpoint ep{"carsync", "80", "", (tmp_ / "api.sock").string()};
+  std::string seen;
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), ep, quick_options());
+    co_return co_await http.stream(
+        "/v1/events",
+        [&](std::string_view bytes) {
+          seen += bytes;
+          if (seen.find("first\n") != std::string::npos) first_seen.cancel();
+          return seen.find("second\n") == std::string::npos;
+        },
+        "events");
+  }());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(reader_was_first);
   EXPECT_EQ(seen, "first\nsecond\n");
 }
 
