@@ -221,7 +221,8 @@ TEST_F(CliTest, KvHsetChecksTheConsumersMountsFromTheConfig) {
   std::filesystem::create_directories(host);
   write_file(tmp / "node.json", R"({"data_dir": ")" + data_dir + R"(", "volume_roots": [")" +
                                     (tmp / "hosts/*").string() + R"("], "instances": [
-      {"id": "c1", "volumes": {")" + host.string() + R"(": {"bind": "/app/data"}},
+      {"id": "c1", "system_volume": ")" + (tmp / "hosts/c1/sys").string() + R"(",
+       "volumes": {")" + host.string() + R"(": {"bind": "/app/data"}},
        "SYNC": {"ENABLED": true, "KEY": "key1", "TYPE": "consumer"}}]})");
   const std::string config = (tmp / "node.json").string();
   EXPECT_EQ(carsync(tmp, {"--config", config, "kv", "hset", "CHAINSTORE_SYNC", "key1", sync_record("/app/data")}).exit_code, 0);
