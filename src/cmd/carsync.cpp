@@ -259,7 +259,7 @@ Called call_api(const Args& args, Verb verb, const std::string& route, const std
   auto answer = carsync::cmd::api_call(*socket, verb, route, body, timeout);
   if (!answer)
     return {report(kUnreachable, "cannot reach carsyncd on " + *socket + ": " + answer.error().message), {}};
-  if (!answer->ok()) return {report(carsync::cmd::exit_code_for(answer->status), carsync::cmd::error_text(*answer)), *answer};
+  if (!answer->ok()) return {report(carsync::cmd::exit_code_for(*answer), carsync::cmd::error_text(*answer)), *answer};
   return {kOk, std::move(*answer)};
 }
 
@@ -428,7 +428,7 @@ int unhalt(const Args& args) {
     std::cerr << "carsync: cannot reach carsyncd on " << *socket << "; clearing the halt offline\n";
     return unhalt_offline(args, *socket);
   }
-  if (!answer->ok()) return report(carsync::cmd::exit_code_for(answer->status), carsync::cmd::error_text(*answer));
+  if (!answer->ok()) return report(carsync::cmd::exit_code_for(*answer), carsync::cmd::error_text(*answer));
   if (args.json) return print_json(*answer);
   std::cout << args.instance_id << ": unhalted\n";
   return kOk;

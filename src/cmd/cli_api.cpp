@@ -55,15 +55,23 @@ Result<ApiAnswer> api_call(const std::string& socket, net::HttpClient::Verb verb
   return answer;
 }
 
-int exit_code_for(unsigned status) {
+int exit_code_for(unsigned status, std::string_view code) {
   if (status / 100 == 2) return kOk;
   switch (status) {
     case 400: case 411: case 413: return kUsage;
     case 404: return kNotFound;
-    case 409: return kBusy;
+    case 409: return code == "wrong_role" ? kUsage : kBusy;
     case 503: return kUnreachable;
     default: return kFailed;
   }
+}
+
+int exit_code_for(const ApiAnswer& answer) {
+  std::string_view code;
+  if (answer.json.is_object())
+    if (const auto* e = answer.json.get_object().if_contains("error"); e && e->is_object())
+      if (const auto* c = e->get_object().if_contains("code"); c && c->is_string()) code = c->get_string();
+  return exit_code_for(answer.status, code);
 }
 
 std::string error_text(const ApiAnswer& answer) {

@@ -35,9 +35,10 @@ struct ApiAnswer {
 Result<ApiAnswer> api_call(const std::string& socket, net::HttpClient::Verb verb, const std::string& route,
                            const std::string& body, std::chrono::steady_clock::duration timeout);
 
-// The exit code for a non-2xx answer: 400/411/413 kUsage, 404 kNotFound, 409 kBusy,
-// 503 kUnreachable, anything else kFailed.
-int exit_code_for(unsigned status);
+// The exit code for a non-2xx answer: 400/411/413 kUsage, 404 kNotFound, 409 kBusy (but
+// `wrong_role`, a publish to a consumer: kUsage), 503 kUnreachable, anything else kFailed.
+int exit_code_for(unsigned status, std::string_view code = "");
+int exit_code_for(const ApiAnswer& answer);
 // One line for people: "no instance \"x\" (not_found)", from the error envelope if any.
 std::string error_text(const ApiAnswer& answer);
 

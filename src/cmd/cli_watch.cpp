@@ -144,15 +144,16 @@ asio::awaitable<void> follow(Watch& w, net::HttpClient& http) {
     a.body = r->body;
     boost::system::error_code ec;
     a.json = json::parse(a.body, ec);
-    w.finish(exit_code_for(a.status), error_text(a));
+    w.finish(exit_code_for(a), error_text(a));
   } else {
     w.finish(kUnreachable, "carsyncd closed the event stream (it is stopping?)");
   }
 }
 
 // Terminal mode: the frame is redrawn on changes (at most 5 times a second) and every
-// second (ages move). While a step is in flight and the stream is quiet, the instances are
-// polled once a second so the bars move even between events.
+// second (ages move). The node sends an event per phase change, not per byte: while a step
+// is in flight and the stream is quiet, the instances are polled twice a second so the bars
+// and rates move between events.
 asio::awaitable<void> redraw(Watch& w, net::HttpClient& poll) {
   asio::steady_timer timer(w.io);
   for (;;) {
@@ -160,7 +161,7 @@ asio::awaitable<void> redraw(Watch& w, net::HttpClient& poll) {
     co_await timer.async_wait(asio::use_awaitable);
     if (!w.have_snapshot) continue;
     const double now = wall_now();
-    if (w.model.any_in_flight() && now - w.last_event >= 1.0 && now - w.last_poll >= 1.0) {
+    if (w.model.any_in_flight() && now - w.last_event >= 0.5 && now - w.last_poll >= 0.5) {
       w.last_poll = now;
       auto r = co_await poll.call(net::HttpClient::Verb::get, "/v1/instances", "", true, "control API /v1/instances");
       if (r && r->status == 200) {
