@@ -412,8 +412,8 @@ int unhalt_offline(const Args& args, const std::string& socket) {
   auto cleared = carsync::core::clear_halt(current->as_object(), carsync::core::SystemClock{}.now());
   if (auto w = carsync::io::write_json_at(dir->get(), "current_apply.json", cleared); !w)
     return report(kFailed, args.instance_id + ": " + w.error().message);
-  std::cout << args.instance_id << ": halt cleared in the state file (carsyncd is not running); "
-            << "the instance resumes when carsyncd starts\n";
+  std::cout << args.instance_id << ": halt cleared in the state file (no carsyncd answers on " << socket
+            << " and none holds the data_dir); the instance resumes when carsyncd starts\n";
   return kOk;
 }
 
@@ -425,7 +425,6 @@ int unhalt(const Args& args) {
     if (args.config.empty())
       return report(kUnreachable, "cannot reach carsyncd on " + *socket + ": " + answer.error().message +
                                       " (with --config, unhalt clears the halt in the state file when carsyncd is not running)");
-    std::cerr << "carsync: cannot reach carsyncd on " << *socket << "; clearing the halt offline\n";
     return unhalt_offline(args, *socket);
   }
   if (!answer->ok()) return report(carsync::cmd::exit_code_for(*answer), carsync::cmd::error_text(*answer));

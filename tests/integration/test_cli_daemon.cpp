@@ -295,7 +295,8 @@ class Tmux {
 };
 
 TEST_F(CliDaemon, WatchInATerminalShowsProgressBarsThenTheFinalState) {
-  if (run_quiet({"tmux", "-V"}) != 0) GTEST_SKIP() << "tmux is not installed (scripts/bootstrap installs it)";
+  // Not a skip: "watch is checked in a real terminal" must not pass unnoticed without one.
+  ASSERT_EQ(run_quiet({"tmux", "-V"}), 0) << "tmux is not installed (scripts/bootstrap installs it)";
   // Incompressible, so archiving takes seconds here (48 MiB took 2.6 s on an idle machine).
   fill_provider(160u << 20);
   Tmux tmux(tmp / "tmux.sock");
