@@ -120,8 +120,15 @@ std::string instance_state(const json::object& status) {
 std::string progress_bar(std::uint64_t done, std::uint64_t total, std::size_t width) {
   width = std::max<std::size_t>(width, 3);
   const std::size_t inner = width - 2;
-  std::size_t filled = 0;
-  if (total > 0) filled = static_cast<std::size_t>(static_cast<long double>(std::min(done, total)) / total * inner);
+  if (total == 0) {
+    // Unknown total (an archive being built): a "<=>" that moves one column per MiB done, so
+    // the bar still shows that bytes are moving.
+    if (inner < 3 || done == 0) return "[" + std::string(inner, '-') + "]";
+    const std::size_t span = inner - 3 + 1;
+    const std::size_t at = static_cast<std::size_t>((done >> 20) % span);
+    return "[" + std::string(at, '-') + "<=>" + std::string(inner - 3 - at, '-') + "]";
+  }
+  const auto filled = static_cast<std::size_t>(static_cast<long double>(std::min(done, total)) / total * inner);
   return "[" + std::string(filled, '#') + std::string(inner - filled, '-') + "]";
 }
 

@@ -25,8 +25,8 @@ std::string cid_prefix(std::string_view cid, std::size_t n = 12);
 // after the last success) or ok; the first that holds, in that order.
 std::string instance_state(const boost::json::object& status);
 
-// "[#####-----]" of `width` characters in all (width >= 3); an unknown total (0) shows
-// nothing filled.
+// "[#####-----]" of `width` characters in all (width >= 3). An unknown total (0) shows a
+// "<=>" that moves along as bytes are done (nothing before the first byte).
 std::string progress_bar(std::uint64_t done, std::uint64_t total, std::size_t width);
 
 // Columns padded to their widest cell; the first row is the header. Lines end in '\n'.

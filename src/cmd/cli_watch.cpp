@@ -198,7 +198,6 @@ int run_watch(const WatchOptions& options) {
     w.interrupted = true;
     w.io.stop();
   });
-  ::signal(SIGPIPE, SIG_IGN);
 
   asio::co_spawn(w.io, follow(w, http), asio::detached);
   if (w.tty) asio::co_spawn(w.io, redraw(w, poll), asio::detached);

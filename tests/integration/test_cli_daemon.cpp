@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <regex>
 #include <string>
 #include <string_view>
@@ -294,6 +295,16 @@ class Tmux {
   fs::path socket_;
 };
 
+// What the terminal showed, kept for people: <build>/test-artifacts/<name> under ctest.
+void keep_artifact(std::string_view name, std::string_view text) {
+  const char* build = std::getenv("CARSYNC_BUILD_DIR");
+  if (!build) return;
+  const fs::path dir = fs::path(build) / "test-artifacts";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (!ec) write_file(dir / name, text);
+}
+
 TEST_F(CliDaemon, WatchInATerminalShowsProgressBarsThenTheFinalState) {
   // Not a skip: "watch is checked in a real terminal" must not pass unnoticed without one.
   ASSERT_EQ(run_quiet({"tmux", "-V"}), 0) << "tmux is not installed (scripts/bootstrap installs it)";
@@ -310,9 +321,10 @@ TEST_F(CliDaemon, WatchInATerminalShowsProgressBarsThenTheFinalState) {
   // A bar with the bytes done (and "/ total" once the total is known: the upload's) and a
   // rate, for the provider's archive or upload.
   const std::regex bar(
-      R"(p1 +(archiving|uploading) +\[#*-*\] +(\d+% )?\d+(\.\d)? (B|[KMG]iB)( / \d+\.\d [KMG]iB)?  \d+(\.\d)? (B|[KMG]iB)/s)");
+      R"(p1 +(archiving|uploading) +\[(#*-*|-*<=>-*)\] +(\d+% )?\d+(\.\d)? (B|[KMG]iB)( / \d+\.\d [KMG]iB)?  \d+(\.\d)? (B|[KMG]iB)/s)");
   const std::string busy = tmux.wait_for(bar, 60s);
   ASSERT_FALSE(busy.empty()) << tmux.pane() << daemon->output();
+  keep_artifact("cli-watch-busy.txt", busy);
   EXPECT_NE(busy.find("1 in flight"), std::string::npos) << busy;
 
   // Then the final state: both idle and ok, the consumer on the provider's new CID.
@@ -324,7 +336,9 @@ TEST_F(CliDaemon, WatchInATerminalShowsProgressBarsThenTheFinalState) {
   // Both lines in one capture (in-flight first, then by id: c1 before p1).
   const std::regex done("0 in flight[\\s\\S]*\nc1 +idle +ok +last sync +\\S+ ago +160\\.\\d MiB +" + cid.substr(0, 12) +
                         "[\\s\\S]*\np1 +idle +ok +last sync +\\S+ ago +160\\.\\d MiB +" + cid.substr(0, 12));
-  EXPECT_FALSE(tmux.wait_for(done, 30s).empty()) << tmux.pane();
+  const std::string final_pane = tmux.wait_for(done, 30s);
+  EXPECT_FALSE(final_pane.empty()) << tmux.pane();
+  keep_artifact("cli-watch-final.txt", final_pane);
 
   tmux.keys("C-c");
   EXPECT_FALSE(tmux.wait_for(std::regex("watch exited 0"), 10s).empty()) << tmux.pane();

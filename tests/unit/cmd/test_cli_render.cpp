@@ -62,7 +62,10 @@ TEST(ProgressBar, FillsInProportionAndKeepsItsWidth) {
   EXPECT_EQ(progress_bar(50, 100, 12), "[#####-----]");
   EXPECT_EQ(progress_bar(100, 100, 12), "[##########]");
   EXPECT_EQ(progress_bar(500, 100, 12), "[##########]");  // never past full
-  EXPECT_EQ(progress_bar(7, 0, 6), "[----]");            // total unknown
+  EXPECT_EQ(progress_bar(0, 0, 8), "[------]");          // total unknown, nothing done yet
+  EXPECT_EQ(progress_bar(7, 0, 8), "[<=>---]");          // total unknown: moves per MiB
+  EXPECT_EQ(progress_bar(std::uint64_t{2} << 20, 0, 8), "[--<=>-]");
+  EXPECT_EQ(progress_bar(std::uint64_t{4} << 20, 0, 8), "[<=>---]");  // wraps around
   EXPECT_EQ(progress_bar(1, 2, 0).size(), 3u);
 }
 
