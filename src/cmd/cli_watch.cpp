@@ -63,7 +63,7 @@ struct Watch {
   bool interrupted = false;
   bool have_snapshot = false;
   std::size_t drawn_lines = 0;
-  double last_draw = 0, last_event = 0, last_poll = 0;
+  double last_draw = 0;
   int code = kOk;
   std::string failure;
 
@@ -98,7 +98,6 @@ struct Watch {
     json::value data = json::parse(e.data, ec);
     if (ec || !data.is_object()) return;
     const double now = wall_now();
-    last_event = now;
     if (e.event == "snapshot") {
       model.snapshot(data.get_object(), now);
       have_snapshot = true;
@@ -151,30 +150,14 @@ asio::awaitable<void> follow(Watch& w, net::HttpClient& http) {
 }
 
 // Terminal mode: the frame is redrawn on changes (at most 5 times a second) and every
-// second (ages move). The node sends an event per phase change, not per byte: while a step
-// is in flight and the stream is quiet, the instances are polled twice a second so the bars
-// and rates move between events.
-asio::awaitable<void> redraw(Watch& w, net::HttpClient& poll) {
+// second (ages move). The stream itself carries progress: the node samples the instances
+// that move bytes every 0.5 s (docs/control-api.md, Events).
+asio::awaitable<void> redraw(Watch& w) {
   asio::steady_timer timer(w.io);
   for (;;) {
     timer.expires_after(200ms);
     co_await timer.async_wait(asio::use_awaitable);
-    if (!w.have_snapshot) continue;
-    const double now = wall_now();
-    if (w.model.any_in_flight() && now - w.last_event >= 0.5 && now - w.last_poll >= 0.5) {
-      w.last_poll = now;
-      auto r = co_await poll.call(net::HttpClient::Verb::get, "/v1/instances", "", true, "control API /v1/instances");
-      if (r && r->status == 200) {
-        boost::system::error_code ec;
-        json::value node = json::parse(r->body, ec);
-        const json::value* list = !ec && node.is_object() ? node.get_object().if_contains("instances") : nullptr;
-        if (list && list->is_array())
-          for (const auto& s : list->get_array())
-            if (s.is_object()) w.model.set(s.get_object(), wall_now());
-        w.dirty = true;
-      }
-    }
-    if (w.dirty || wall_now() - w.last_draw >= 1.0) w.draw();
+    if (w.have_snapshot && (w.dirty || wall_now() - w.last_draw >= 1.0)) w.draw();
   }
 }
 
@@ -188,8 +171,6 @@ int run_watch(const WatchOptions& options) {
   http_options.io_timeout = 45s;  // the stream carries a keep-alive every 15 s
   http_options.attempts = 1;
   net::HttpClient http(w.io.get_executor(), control_endpoint(options.socket), http_options);
-  http_options.io_timeout = 5s;
-  net::HttpClient poll(w.io.get_executor(), control_endpoint(options.socket), http_options);
 
   // Ctrl-C (or SIGTERM) ends the watch; the last frame stays on the screen.
   asio::signal_set signals(w.io, SIGINT, SIGTERM);
@@ -200,7 +181,7 @@ int run_watch(const WatchOptions& options) {
   });
 
   asio::co_spawn(w.io, follow(w, http), asio::detached);
-  if (w.tty) asio::co_spawn(w.io, redraw(w, poll), asio::detached);
+  if (w.tty) asio::co_spawn(w.io, redraw(w), asio::detached);
   w.io.run();
   if (w.tty && w.have_snapshot && !w.interrupted) w.draw();
   if (!w.failure.empty()) std::cerr << "carsync: watch: " << w.failure << '\n';
