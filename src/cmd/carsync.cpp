@@ -34,6 +34,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #ifndef CARSYNC_VERSION
 #define CARSYNC_VERSION "unknown"
@@ -67,6 +68,7 @@ struct Args {
   bool no_wait = false;       // publish
   double timeout_s = 0;       // publish: 0 waits as long as the publish takes
   std::string dir = "both";   // history
+  std::vector<std::string> update_args;  // instances update [ID] FILE
   unsigned limit = 20;        // history
 };
 
@@ -323,14 +325,18 @@ int instances_add(const Args& args) {
   return kOk;
 }
 
+// `instances update [ID] FILE|-`: the id is ID, else the file's "id"; both given must agree.
 int instances_update(const Args& args) {
   auto body = read_input(args.file);
   if (!body) return report(kUsage, body.error().message);
   const json::value parsed = json::parse(*body);
   const json::value* id = parsed.is_object() ? parsed.get_object().if_contains("id") : nullptr;
-  if (!id || !id->is_string() || id->get_string().empty())
-    return report(kUsage, (args.file == "-" ? std::string("stdin") : args.file) + ": the instance has no \"id\"");
-  const std::string name(id->get_string());
+  const std::string in_file = id && id->is_string() ? std::string(id->get_string()) : std::string();
+  const std::string source = args.file == "-" ? std::string("stdin") : args.file;
+  if (!args.instance_id.empty() && !in_file.empty() && in_file != args.instance_id)
+    return report(kUsage, source + ": its \"id\" is \"" + in_file + "\", not \"" + args.instance_id + "\"");
+  const std::string name = args.instance_id.empty() ? in_file : args.instance_id;
+  if (name.empty()) return report(kUsage, source + ": the instance has no \"id\" (or give ID before FILE)");
   auto r = call_api(args, Verb::put, instance_route(name), *body);
   if (r.code != kOk) return r.code;
   if (args.json) return print_json(r.answer);
@@ -346,12 +352,36 @@ int instances_rm(const Args& args) {
   return kOk;
 }
 
+// Without FILE, publish repeats the instance's newest publish: its archive_paths, metadata
+// and runtime, from the sent history (what an operator wants after a bad archive).
+int last_request(const Args& args, std::string& body) {
+  auto r = call_api(args, Verb::get, instance_route(args.instance_id, "/history?dir=sent&limit=1"));
+  if (r.code != kOk) return r.code;
+  const json::object* entry = nullptr;
+  if (const auto* o = r.answer.json.if_object())
+    if (const auto* sent = o->if_contains("sent"); sent && sent->is_array() && !sent->get_array().empty())
+      entry = sent->get_array().back().if_object();
+  const json::value* m = entry ? entry->if_contains("manifest") : nullptr;
+  const json::object* manifest = m ? m->if_object() : nullptr;
+  const json::value* paths = manifest ? manifest->if_contains("archive_paths") : nullptr;
+  if (!paths || !paths->is_array())
+    return report(kUsage, args.instance_id + ": no earlier publish to repeat; give the request as FILE "
+                                             "(what request.json would hold, e.g. {\"archive_paths\": [\"/app/data\"]})");
+  json::object request{{"archive_paths", *paths}};
+  for (std::string_view key : {"metadata", "runtime"})
+    if (const auto* v = entry->if_contains(key); v && v->is_object()) request[key] = *v;
+  body = json::serialize(request);
+  return kOk;
+}
+
 int publish(const Args& args) {
-  std::string body = "{}";
+  std::string body;
   if (!args.file.empty()) {
     auto text = read_input(args.file);
     if (!text) return report(kUsage, text.error().message);
     body = std::move(*text);
+  } else if (int code = last_request(args, body); code != kOk) {
+    return code;
   }
   // Waiting for the publish takes as long as the archive and upload do: no step deadline
   // unless --timeout says so.
@@ -500,9 +530,16 @@ void add_api_commands(CLI::App& app, Args& args, Command& chosen) {
   auto* add = inst->add_subcommand("add", "Add an instance (the JSON object of a configuration file's instances)");
   add->add_option("FILE", args.file, "The instance as JSON; - reads stdin")->required();
   on_parsed(add, chosen, instances_add);
-  auto* update = inst->add_subcommand("update", "Replace an instance added through the API (its \"id\" names it)");
-  update->add_option("FILE", args.file, "The instance as JSON; - reads stdin")->required();
-  on_parsed(update, chosen, instances_update);
+  auto* update = inst->add_subcommand("update", "Replace an instance added through the API: update [ID] FILE|-");
+  update->add_option("ID_FILE", args.update_args, "[ID] and the instance as JSON (- reads stdin); ID defaults to its \"id\"")
+      ->required()
+      ->expected(1, 2);
+  on_parsed(update, chosen, [](const Args& a) {
+    Args with = a;
+    with.file = a.update_args.back();
+    if (a.update_args.size() == 2) with.instance_id = a.update_args.front();
+    return instances_update(with);
+  });
   auto* rm = inst->add_subcommand("rm", "Remove an instance added through the API");
   rm->add_option("ID", args.instance_id, "Instance id")->required();
   rm->add_flag("--delete-state", args.delete_state, "Also delete its host-private state");
@@ -510,7 +547,8 @@ void add_api_commands(CLI::App& app, Args& args, Command& chosen) {
 
   auto* pub = app.add_subcommand("publish", "Publish a snapshot now and wait for it (what request.json asks)");
   pub->add_option("ID", args.instance_id, "Instance id")->required();
-  pub->add_option("FILE", args.file, "The request as JSON (what request.json would hold); - reads stdin; default {}");
+  pub->add_option("FILE", args.file,
+                  "The request as JSON (what request.json would hold); - reads stdin; default: the newest publish's again");
   pub->add_flag("--no-wait", args.no_wait, "Return once carsyncd has accepted the request");
   pub->add_option("--timeout", args.timeout_s, "Give up waiting after this many seconds of silence (default: never)")
       ->check(CLI::NonNegativeNumber);

@@ -125,6 +125,8 @@ TEST_F(CliDaemon, ExitCodesAreTheDocumentedOnes) {
     std::string_view stderr_has;
   };
   write_file(tmp / "bad.json", "{not json");
+  write_file(tmp / "p2.json", R"({"id": "p2"})");
+  write_file(tmp / "request.json", R"({"archive_paths": ["/app/data"]})");
   write_file(tmp / "bad-value.json", R"({"id": "x1", "SYNC": {"ENABLED": true, "KEY": "k", "TYPE": "sideways"}})");
   const std::vector<Case> cases = {
       {{"status", "nobody"}, 4, "not_found"},
@@ -135,6 +137,9 @@ TEST_F(CliDaemon, ExitCodesAreTheDocumentedOnes) {
       {{"instances", "add", (tmp / "bad-value.json").string()}, 2, "[system_volume] (bad_config, HTTP 400)"},
       {{"instances", "add", (tmp / "absent.json").string()}, 2, "cannot read"},
       {{"history", "p1", "--limit", "0"}, 2, "limit"},
+      {{"publish", "p1"}, 2, "no earlier publish to repeat"},  // nothing to repeat yet
+      {{"publish", "c1", (tmp / "request.json").string()}, 2, "wrong_role"},
+      {{"instances", "update", "p9", (tmp / "p2.json").string()}, 2, "not \"p9\""},
       {{"frobnicate"}, 2, ""},
   };
   for (const auto& c : cases) {
@@ -167,6 +172,18 @@ TEST_F(CliDaemon, InstancesAddUpdateAndRemove) {
   auto updated = cli({"instances", "update", "-"}, json::serialize(p2));
   ASSERT_EQ(updated.exit_code, 0) << updated.err;
   EXPECT_EQ(updated.out, "updated p2\n");
+  EXPECT_TRUE(poll_until(Clock::now() + scaled(20s), [&] { return status_json("p2")["enabled"] == false; }));
+  // ID before FILE, the file without an id.
+  p2.erase("id");
+  p2["SYNC"].as_object()["ENABLED"] = true;
+  write_file(tmp / "p2-noid.json", json::serialize(p2));
+  auto by_id = cli({"instances", "update", "p2", (tmp / "p2-noid.json").string()});
+  ASSERT_EQ(by_id.exit_code, 0) << by_id.err;
+  EXPECT_EQ(by_id.out, "updated p2\n");
+  EXPECT_TRUE(poll_until(Clock::now() + scaled(20s), [&] { return status_json("p2")["enabled"] == true; }));
+  p2["id"] = "p2";
+  p2["SYNC"].as_object()["ENABLED"] = false;
+  ASSERT_EQ(cli({"instances", "update", "-"}, json::serialize(p2)).exit_code, 0);
   EXPECT_TRUE(poll_until(Clock::now() + scaled(20s), [&] { return status_json("p2")["enabled"] == false; }));
   auto table = cli({"status", "p2"});
   EXPECT_NE(table.out.find("disabled"), std::string::npos) << table.out;
@@ -206,6 +223,14 @@ TEST_F(CliDaemon, PublishReachesTheConsumerAndShowsInHistory) {
   auto h = json::parse(received.out).as_object();
   ASSERT_EQ(h.at("received").as_array().size(), 1u) << received.out;
   EXPECT_EQ(h.at("received").as_array()[0].at("cid").as_string(), cid);
+
+  // Without FILE: the newest publish's request again, a new version.
+  write_file(tmp / "hosts/p1/data/blob.bin", "changed");
+  auto again = cli({"publish", "p1"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  std::smatch m2;
+  ASSERT_TRUE(std::regex_search(again.out, m2, std::regex(R"(^p1: published (\S+) version \d+ )"))) << again.out;
+  EXPECT_NE(std::string(m2[1]), cid);
 
   auto accepted = cli({"publish", "p1", "--no-wait", "-"}, R"({"archive_paths": ["/app/data"]})");
   EXPECT_EQ(accepted.exit_code, 0) << accepted.err;
