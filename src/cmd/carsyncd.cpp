@@ -9,6 +9,7 @@
 #include "net/control_server.hpp"
 #include "runtime/api_instances.hpp"
 #include "runtime/control_api.hpp"
+#include "runtime/status_page.hpp"
 #include "runtime/task_group.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -16,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <csignal>
 #include <exception>
 #include <functional>
@@ -83,7 +85,12 @@ int main(int argc, char** argv) {
                                      {.data_dir = data_dir,
                                       .version = CARSYNC_VERSION,
                                       .system_volume_image = image,
-                                      .change_timeout = 3 * limits.step_timeout + 4 * limits.store_timeout});
+                                      .change_timeout = 3 * limits.step_timeout + 4 * limits.store_timeout,
+                                      .render_page = [](const carsync::NodeStatus& status) {
+                                        const std::chrono::duration<double> now =
+                                            std::chrono::system_clock::now().time_since_epoch();
+                                        return carsync::runtime::render_status_page(status, now.count());
+                                      }});
     carsync::net::ControlServer server(
         ioc.get_executor(), [&api](carsync::net::ControlRequest r) { return api.handle(std::move(r)); },
         [&api_tasks](carsync::net::Task<void> t) { api_tasks.spawn(std::move(t)); });
