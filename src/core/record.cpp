@@ -49,8 +49,14 @@ boost::json::object build_record(const SyncRequest& req, const PublishedSnapshot
   };
 }
 
-std::vector<std::string> validate_record(const boost::json::value& record, std::span<const VolumeMount> mounts,
-                                         const MountPolicy& policy) {
+namespace {
+
+// `mounts` null: no consumer to map archive_paths onto; they must still pass the §6.1 shape rules.
+std::vector<std::string> check_manifest(const boost::json::value& record, const std::span<const VolumeMount>* mounts,
+                                        const MountPolicy& policy);
+
+std::vector<std::string> check_record(const boost::json::value& record, const std::span<const VolumeMount>* mounts,
+                                      const MountPolicy& policy) {
   if (!record.is_object()) return {"sync record is not a dict"};
   const json::object& rec = record.get_object();
 
@@ -65,14 +71,14 @@ std::vector<std::string> validate_record(const boost::json::value& record, std::
     reasons.push_back("sync record is larger than " + std::to_string(max_record_written_bytes) +
                       " bytes as written; its history entry could not be read back");
 
-  auto manifest_reasons = validate_manifest(record, mounts, policy);
+  auto manifest_reasons = check_manifest(record, mounts, policy);
   reasons.insert(reasons.end(), std::make_move_iterator(manifest_reasons.begin()),
                  std::make_move_iterator(manifest_reasons.end()));
   return reasons;
 }
 
-std::vector<std::string> validate_manifest(const boost::json::value& record, std::span<const VolumeMount> mounts,
-                                           const MountPolicy& policy) {
+std::vector<std::string> check_manifest(const boost::json::value& record, const std::span<const VolumeMount>* mounts,
+                                        const MountPolicy& policy) {
   if (!record.is_object()) return {"manifest record is not a dict"};
   const json::value& raw = member_or_null(record.get_object(), "manifest");
   static const json::object empty;
@@ -115,8 +121,16 @@ std::vector<std::string> validate_manifest(const boost::json::value& record, std
       invalid.push_back(entry);
       continue;
     }
+    if (!mounts) {
+      if (auto shape = check_shape(entry.get_string()); !shape) {
+        unmapped.push_back(entry);
+        if (!unmapped_why.empty()) unmapped_why += "; ";
+        unmapped_why += shape.error().message;
+      }
+      continue;
+    }
     // Routing is by container path, so every path must land in one of *our* volumes.
-    auto resolved = resolve_mount(entry.get_string(), mounts, policy);
+    auto resolved = resolve_mount(entry.get_string(), *mounts, policy);
     if (!resolved) {
       unmapped.push_back(entry);
       if (!unmapped_why.empty()) unmapped_why += "; ";
@@ -125,9 +139,26 @@ std::vector<std::string> validate_manifest(const boost::json::value& record, std
   }
   if (!invalid.empty()) reasons.push_back("invalid archive_paths entries: " + shown(invalid, 2000));
   if (!unmapped.empty()) {
-    reasons.push_back("unmapped archive_paths on this consumer: " + shown(unmapped, 2000) + " (" + unmapped_why + ")");
+    reasons.push_back((mounts ? "unmapped archive_paths on this consumer: " : "invalid archive_paths entries: ") +
+                      shown(unmapped, 2000) + " (" + unmapped_why + ")");
   }
   return reasons;
+}
+
+}  // namespace
+
+std::vector<std::string> validate_record(const boost::json::value& record, std::span<const VolumeMount> mounts,
+                                         const MountPolicy& policy) {
+  return check_record(record, &mounts, policy);
+}
+
+std::vector<std::string> validate_manifest(const boost::json::value& record, std::span<const VolumeMount> mounts,
+                                           const MountPolicy& policy) {
+  return check_manifest(record, &mounts, policy);
+}
+
+std::vector<std::string> validate_record_shape(const boost::json::value& record) {
+  return check_record(record, nullptr, MountPolicy{});
 }
 
 }  // namespace carsync::core

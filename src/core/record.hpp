@@ -39,6 +39,10 @@ boost::json::object build_record(const SyncRequest& req, const PublishedSnapshot
 std::vector<std::string> validate_record(const boost::json::value& record,
                                          std::span<const VolumeMount> mounts,
                                          const MountPolicy& policy);
+// Every rule of validate_record but the consumer's own: without mounts, archive_paths need
+// only pass the shape rules (absolute, no '..', not the system volume). For a tool writing a
+// record for consumers it does not know (`carsync kv hset`).
+std::vector<std::string> validate_record_shape(const boost::json::value& record);
 // The manifest-only part ("manifest record is not a dict" for a non-object record).
 std::vector<std::string> validate_manifest(const boost::json::value& record,
                                            std::span<const VolumeMount> mounts,

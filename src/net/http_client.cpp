@@ -7,12 +7,14 @@
 #include "net/store_reply.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -26,6 +28,7 @@
 #include <boost/url/rfc/unreserved_chars.hpp>
 
 #include <fcntl.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -135,7 +138,8 @@ std::string form_query(std::initializer_list<std::pair<std::string_view, std::st
 
 struct HttpClient::Connection {
   explicit Connection(const asio::any_io_executor& ex) : stream(ex) {}
-  beast::tcp_stream stream;
+  // A generic stream socket: TCP for the node's APIs, a unix socket for the control API.
+  beast::basic_stream<asio::generic::stream_protocol> stream;
   beast::flat_buffer buffer{1024 * 1024};  // leftover bytes between keep-alive requests
 };
 
@@ -147,6 +151,8 @@ struct HttpClient::Request {
   std::string body;            // a small body sent whole, or:
   fs::path file;               // a file sent between preamble and epilogue
   std::string preamble, epilogue;
+  bool any_status = false;     // call()/stream(): every status is a value
+  std::function<bool(std::string_view)> on_body;  // stream(): where a 2xx body goes
 };
 
 HttpClient::HttpClient(asio::any_io_executor ex, Endpoint endpoint, HttpOptions options)
@@ -194,6 +200,31 @@ Task<Result<HttpResponse>> HttpClient::download(std::string route, const Downloa
   co_return co_await send(req, true, &target);
 }
 
+Task<Result<HttpResponse>> HttpClient::call(Verb verb, std::string route, std::string json_body, bool idempotent,
+                                            std::string what) {
+  Request req;
+  req.verb = verb == Verb::post ? http::verb::post
+             : verb == Verb::put ? http::verb::put
+             : verb == Verb::del ? http::verb::delete_
+                                 : http::verb::get;
+  req.route = std::move(route);
+  req.what = std::move(what);
+  if (!json_body.empty()) req.content_type = "application/json";
+  req.body = std::move(json_body);
+  req.any_status = true;
+  co_return co_await send(req, idempotent, nullptr);
+}
+
+Task<Result<HttpResponse>> HttpClient::stream(std::string route, std::function<bool(std::string_view)> on_body,
+                                              std::string what) {
+  Request req;
+  req.route = std::move(route);
+  req.what = std::move(what);
+  req.any_status = true;
+  req.on_body = std::move(on_body);
+  co_return co_await send(req, false, nullptr);
+}
+
 Task<Result<HttpResponse>> HttpClient::send(const Request& req, bool idempotent, const DownloadTarget* target) {
   const unsigned attempts = idempotent ? std::max(1u, options_.attempts) : 1u;
   auto delay = options_.backoff;
@@ -201,7 +232,7 @@ Task<Result<HttpResponse>> HttpClient::send(const Request& req, bool idempotent,
   for (unsigned n = 1;;) {
     bool stale = false;
     auto r = co_await attempt(req, target, stale);
-    if (r && r->status / 100 == 2) co_return r;
+    if (r && (r->status / 100 == 2 || req.any_status)) co_return r;
     if (!r && stale && !stale_retry_used) {  // the server had closed our idle connection
       stale_retry_used = true;
       continue;
@@ -234,14 +265,31 @@ void HttpClient::give_back(std::unique_ptr<Connection> c) {
 }
 
 Task<Result<std::unique_ptr<HttpClient::Connection>>> HttpClient::connect(const std::string& what) {
+  auto conn = std::make_unique<Connection>(ex_);
+  conn->stream.expires_after(options_.io_timeout);
+  if (!endpoint_.unix_socket.empty()) {
+    if (endpoint_.unix_socket.size() >= sizeof(sockaddr_un::sun_path))
+      co_return make_error(errc::bad_config, what + ": socket path too long: " + endpoint_.unix_socket);
+    const asio::generic::stream_protocol::endpoint ep{asio::local::stream_protocol::endpoint(endpoint_.unix_socket)};
+    auto [ec] = co_await conn->stream.async_connect(ep, tok);
+    if (ec) co_return transport_error(what, "connect to " + endpoint_.text(), ec, options_.io_timeout);
+    co_return conn;
+  }
   tcp::resolver resolver(ex_);
   auto [rec, results] = co_await resolver.async_resolve(endpoint_.host, endpoint_.port, tok);
   if (rec) co_return failure(what, "resolve " + endpoint_.host + ": " + rec.message());
-  auto conn = std::make_unique<Connection>(ex_);
-  conn->stream.expires_after(options_.io_timeout);
-  auto [ec, ep] = co_await conn->stream.async_connect(results, tok);
+  // Each resolved address in turn, as a range connect would (the stream is protocol-generic).
+  boost::system::error_code ec = asio::error::host_not_found;
+  for (const auto& entry : results) {
+    boost::system::error_code ignored;
+    conn->stream.socket().close(ignored);
+    auto [cec] = co_await conn->stream.async_connect(asio::generic::stream_protocol::endpoint(entry.endpoint()), tok);
+    ec = cec;
+    if (!ec || is_timeout(ec)) break;
+  }
   if (ec) co_return transport_error(what, "connect to " + endpoint_.text(), ec, options_.io_timeout);
-  conn->stream.socket().set_option(tcp::no_delay(true));
+  boost::system::error_code ignored;
+  conn->stream.socket().set_option(tcp::no_delay(true), ignored);
   co_return conn;
 }
 
@@ -276,7 +324,7 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
   head.set(http::field::accept, "*/*");
   head.keep_alive(true);
   if (req.verb != http::verb::get) {
-    head.set(http::field::content_type, req.content_type);
+    if (!req.content_type.empty()) head.set(http::field::content_type, req.content_type);
     head.content_length(req.file.empty() ? req.body.size()
                                          : req.preamble.size() + file_size + req.epilogue.size());
   }
@@ -330,6 +378,7 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
   out.content_type = std::string(parser.get()[http::field::content_type]);
   out.body_in_file = target && out.status / 100 == 2 && !is_json_type(out.content_type);
   const std::uint64_t cap = out.body_in_file ? target->max_bytes : options_.max_json_bytes;
+  const bool streaming = req.on_body && out.status / 100 == 2;
 
   io::unique_fd sink;
   if (out.body_in_file) {
@@ -347,10 +396,23 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
     parser.get().body().data = chunk.get();
     parser.get().body().size = kChunk;
     stream.expires_after(limit);
-    auto [ec, n] = co_await http::async_read(stream, conn->buffer, parser, tok);
+    // A stream's reader wants each event as it arrives: read_some returns with what came;
+    // read waits to fill the whole chunk buffer.
+    boost::system::error_code ec;
+    if (streaming) {
+      auto [sec, sn] = co_await http::async_read_some(stream, conn->buffer, parser, tok);
+      ec = sec;
+    } else {
+      auto [rec2, rn2] = co_await http::async_read(stream, conn->buffer, parser, tok);
+      ec = rec2;
+    }
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return fail(transport_error(what, "read response body", ec, limit));
     std::size_t got = kChunk - parser.get().body().size;
+    if (streaming) {
+      if (got > 0 && !req.on_body(std::string_view(chunk.get(), got))) co_return out;  // connection dropped
+      continue;
+    }
     const std::uint64_t offset = total;
     total += got;
     if (total > cap)

@@ -39,8 +39,13 @@ struct Endpoint {
   std::string host;
   std::string port;
   std::string base_path;  // prefix of every route, without a trailing '/'; may be empty
+  // When set, connections go to this unix socket instead (host and port then only fill the
+  // Host header): the daemon's control API.
+  std::string unix_socket;
 
-  std::string text() const { return "http://" + host + ":" + port + base_path; }
+  std::string text() const {
+    return unix_socket.empty() ? "http://" + host + ":" + port + base_path : "unix:" + unix_socket + base_path;
+  }
 };
 
 // Like the SDK: a URL without a scheme gets "http://". https is refused (no TLS here: the
@@ -96,6 +101,19 @@ class HttpClient {
   // GET whose successful non-JSON body is streamed to target.path.
   Task<Result<HttpResponse>> download(std::string route, const DownloadTarget& target,
                                       std::string what);
+
+  // For a client of an API with its own error envelope: any HTTP status is a value; only
+  // transport failures (and the JSON cap) are errors. A non-empty body is sent as JSON.
+  // Idempotent calls are retried on transport failures only.
+  enum class Verb { get, post, put, del };
+  Task<Result<HttpResponse>> call(Verb verb, std::string route, std::string json_body, bool idempotent,
+                                  std::string what);
+  // GET of an endless body (an event stream): a 2xx body is handed to `on_body` chunk by
+  // chunk as it arrives, uncapped and never retried; on_body returns false to stop reading
+  // (the connection is then dropped). A non-2xx answer is a value as with call(). Each read
+  // still has io_timeout: a stream that promises keep-alives can set it above their period.
+  Task<Result<HttpResponse>> stream(std::string route, std::function<bool(std::string_view)> on_body,
+                                    std::string what);
 
   struct Request;  // one prepared request (private detail, public for the .cpp helpers)
   struct Connection;

@@ -45,21 +45,33 @@ Run carsync(const TempDir& tmp, const std::vector<std::string_view>& args) {
 
 class CliTest : public ::testing::Test {
  protected:
+  // A node's data_dir whose stores exist (the store commands refuse a directory without).
+  void SetUp() override {
+    std::filesystem::create_directories(tmp / "data/kv");
+    std::filesystem::create_directories(tmp / "data/cas");
+  }
   TempDir tmp;
   std::string data_dir = (tmp / "data").string();
 };
 
+// A record as a provider publishes it, archiving `path`.
+std::string sync_record(std::string_view path = "/app/data") {
+  return R"({"cid":"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","version":1764489600,)"
+         R"("timestamp":1764489600.5,"manifest":{"schema_version":1,"archive_paths":[")" +
+         std::string(path) + R"("],"archive_format":"tar.gz","archive_size_bytes":10,"encryption":"r1fs-default"}})";
+}
+
 TEST_F(CliTest, KvSetThenGetRoundTrips) {
-  auto set = carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "CHAINSTORE_SYNC", "k1", R"({"cid":"bafy","v":3})"});
+  auto set = carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "APP_HASH", "k1", R"({"cid":"bafy","v":3})"});
   ASSERT_EQ(set.exit_code, 0) << set.err;
   EXPECT_EQ(set.out, "ok\n");
 
-  auto get = carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "CHAINSTORE_SYNC", "k1"});
+  auto get = carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "APP_HASH", "k1"});
   ASSERT_EQ(get.exit_code, 0) << get.err;
   EXPECT_EQ(get.out, "{\"cid\":\"bafy\",\"v\":3}\n");
 
-  ASSERT_EQ(carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "CHAINSTORE_SYNC", "k2", "\"text\""}).exit_code, 0);
-  auto all = carsync(tmp, {"--data-dir", data_dir, "kv", "hgetall", "CHAINSTORE_SYNC"});
+  ASSERT_EQ(carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "APP_HASH", "k2", "\"text\""}).exit_code, 0);
+  auto all = carsync(tmp, {"--data-dir", data_dir, "kv", "hgetall", "APP_HASH"});
   ASSERT_EQ(all.exit_code, 0) << all.err;
   EXPECT_TRUE(all.out == "{\"k1\":{\"cid\":\"bafy\",\"v\":3},\"k2\":\"text\"}\n" ||
               all.out == "{\"k2\":\"text\",\"k1\":{\"cid\":\"bafy\",\"v\":3}}\n")
@@ -114,15 +126,19 @@ TEST_F(CliTest, DataDirComesFromConfig) {
   EXPECT_EQ(get.out, "7\n");
 }
 
+// No carsyncd answers on the socket and none holds the data_dir: the offline fallback.
 TEST_F(CliTest, UnhaltClearsTheDurableHaltOnce) {
-  write_file(tmp / "node.json", R"({"data_dir": ")" + data_dir + R"(", "instances": []})");
+  write_file(tmp / "node.json", R"({"data_dir": ")" + data_dir + R"(", "control_socket": ")" +
+                                    (tmp / "nobody.sock").string() + R"(", "instances": []})");
   const auto state = tmp / "data/instances/c1/sync_history/state/current_apply.json";
   write_file(state, R"({"state": "uncertain", "cid": "bafx", "version": 1, "timestamp": 1.0, "halted": true})");
   const std::string config = (tmp / "node.json").string();
 
   auto first = carsync(tmp, {"--config", config, "unhalt", "c1"});
   ASSERT_EQ(first.exit_code, 0) << first.err;
-  EXPECT_NE(first.out.find("halt cleared"), std::string::npos);
+  EXPECT_EQ(first.out, "c1: halt cleared in the state file (no carsyncd answers on " + (tmp / "nobody.sock").string() +
+                           " and none holds the data_dir); the instance resumes when carsyncd starts\n");
+  EXPECT_EQ(first.err, "");
   const auto doc = read_file(state);
   EXPECT_EQ(doc.find("\"halted\""), std::string::npos) << doc;
   EXPECT_NE(doc.find("\"halt_cleared_at\""), std::string::npos) << doc;
@@ -132,9 +148,96 @@ TEST_F(CliTest, UnhaltClearsTheDurableHaltOnce) {
   EXPECT_EQ(second.out, "c1: not halted\n");
 }
 
+// Regression: the store commands used to create an empty store wherever --data-dir pointed,
+// so a mistyped path "worked" and showed nothing.
+TEST_F(CliTest, StoreCommandsRefuseADirectoryWithoutAStore) {
+  std::filesystem::create_directories(tmp / "empty");
+  write_file(tmp / "in.bin", "bytes");
+  for (const std::string dir : {(tmp / "empty").string(), (tmp / "absent").string()}) {
+    const std::vector<std::vector<std::string_view>> cases = {
+        {"--data-dir", dir, "kv", "hset", "h", "k", "1"},
+        {"--data-dir", dir, "kv", "hget", "h", "k"},
+        {"--data-dir", dir, "kv", "hgetall", "h"},
+        {"--data-dir", dir, "cas", "put", (tmp / "in.bin").string()},
+    };
+    for (const auto& args : cases) {
+      auto r = carsync(tmp, args);
+      EXPECT_EQ(r.exit_code, 2) << args[2] << " " << r.err;
+      EXPECT_NE(r.err.find("holds no carsync store"), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(tmp / "empty"));
+  EXPECT_FALSE(std::filesystem::exists(tmp / "absent"));
+}
+
+// A node's data_dir before its first publish has only the lock: its stores are created on use.
+TEST_F(CliTest, ANodesDataDirIsAStoreBeforeItsFirstUse) {
+  write_file(tmp / "node2/carsync.lock", "");
+  const std::string dir = (tmp / "node2").string();
+  ASSERT_EQ(carsync(tmp, {"--data-dir", dir, "kv", "hset", "h", "k", "1"}).exit_code, 0);
+  EXPECT_EQ(carsync(tmp, {"--data-dir", dir, "kv", "hget", "h", "k"}).out, "1\n");
+}
+
+// With --config the stores are where the node keeps them: backend.store_dir when set.
+TEST_F(CliTest, StoresComeFromTheConfigsStoreDir) {
+  std::filesystem::create_directories(tmp / "shared/kv");
+  write_file(tmp / "node.json", R"({"data_dir": ")" + data_dir + R"(", "backend": {"kind": "local", "store_dir": ")" +
+                                    (tmp / "shared").string() + R"("}, "instances": []})");
+  const std::string config = (tmp / "node.json").string();
+  ASSERT_EQ(carsync(tmp, {"--config", config, "kv", "hset", "h", "k", "5"}).exit_code, 0);
+  EXPECT_EQ(carsync(tmp, {"--data-dir", (tmp / "shared").string(), "kv", "hget", "h", "k"}).out, "5\n");
+  EXPECT_EQ(carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "h", "k"}).exit_code, 1);
+
+  write_file(tmp / "r1.json", R"({"data_dir": ")" + data_dir + R"(", "backend": {"kind": "r1"}, "instances": []})");
+  auto r1 = carsync(tmp, {"--config", (tmp / "r1.json").string(), "kv", "hget", "h", "k"});
+  EXPECT_EQ(r1.exit_code, 2);
+  EXPECT_NE(r1.err.find("keeps no local stores"), std::string::npos) << r1.err;
+}
+
+// What consumers apply is checked before it is stored: the reference's record rules.
+TEST_F(CliTest, KvHsetValidatesASyncRecordUnlessForced) {
+  auto bad = carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "CHAINSTORE_SYNC", "key1",
+                           R"({"cid":"","manifest":{"schema_version":9,"archive_paths":["relative"]}})"});
+  EXPECT_EQ(bad.exit_code, 2);
+  for (std::string_view why : {"cid must be a non-empty string", "version must be an integer",
+                               "unsupported manifest schema_version 9", "archive_format", "encryption",
+                               "must be absolute", "--force"})
+    EXPECT_NE(bad.err.find(why), std::string::npos) << why << " in " << bad.err;
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  EXPECT_EQ(carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "CHAINSTORE_SYNC", "key1"}).exit_code, 1);
+
+  auto forced = carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "CHAINSTORE_SYNC", "key1", R"({"cid":""})", "--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(carsync(tmp, {"--data-dir", data_dir, "kv", "hget", "CHAINSTORE_SYNC", "key1"}).out, "{\"cid\":\"\"}\n");
+
+  auto good = carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "CHAINSTORE_SYNC", "key1", sync_record()});
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+  // Other hkeys hold anything.
+  EXPECT_EQ(carsync(tmp, {"--data-dir", data_dir, "kv", "hset", "OTHER", "key1", R"({"cid":""})"}).exit_code, 0);
+}
+
+// With --config, the record must also land in the volumes of this node's consumers of the key.
+TEST_F(CliTest, KvHsetChecksTheConsumersMountsFromTheConfig) {
+  const auto host = tmp / "hosts/c1/data";
+  std::filesystem::create_directories(host);
+  write_file(tmp / "node.json", R"({"data_dir": ")" + data_dir + R"(", "volume_roots": [")" +
+                                    (tmp / "hosts/*").string() + R"("], "instances": [
+      {"id": "c1", "system_volume": ")" + (tmp / "hosts/c1/sys").string() + R"(",
+       "volumes": {")" + host.string() + R"(": {"bind": "/app/data"}},
+       "SYNC": {"ENABLED": true, "KEY": "key1", "TYPE": "consumer"}}]})");
+  const std::string config = (tmp / "node.json").string();
+  EXPECT_EQ(carsync(tmp, {"--config", config, "kv", "hset", "CHAINSTORE_SYNC", "key1", sync_record("/app/data")}).exit_code, 0);
+  auto unmapped = carsync(tmp, {"--config", config, "kv", "hset", "CHAINSTORE_SYNC", "key1", sync_record("/srv/other")});
+  EXPECT_EQ(unmapped.exit_code, 2);
+  EXPECT_NE(unmapped.err.find("consumer c1: unmapped archive_paths"), std::string::npos) << unmapped.err;
+  // No consumer of that key here: only the shape is checked.
+  EXPECT_EQ(carsync(tmp, {"--config", config, "kv", "hset", "CHAINSTORE_SYNC", "key2", sync_record("/srv/other")}).exit_code, 0);
+}
+
 class CliEnvTest : public CliTest {
  protected:
   void SetUp() override {
+    CliTest::SetUp();
     const std::string sys = (tmp / "sys").string();
     write_file(tmp / "node.json", R"({
       "data_dir": ")" + data_dir + R"(",

@@ -125,15 +125,23 @@ TEST_F(DaemonLifecycle, CliRefusesRecoverAndUnhaltBehindARunningDaemon) {
   auto config = write_config(json::array{provider("a")});
   auto d = daemon(config);
   ASSERT_TRUE(d->wait_for_output("carsyncd ready", 20s)) << d->output();
+  // unhalt goes through the daemon's API; its offline fallback (a socket that does not
+  // answer) must still not act behind the daemon holding the data_dir.
+  const std::string silent = (tmp / "silent.sock").string();
   for (const char* cmd : {"recover", "unhalt"}) {
     std::vector<std::string> argv{CARSYNC_CLI_PATH, "--config", config.string(), cmd};
-    if (std::string(cmd) == "unhalt") argv.push_back("a");
+    if (std::string(cmd) == "unhalt") argv.insert(argv.end(), {"a", "--socket", silent});
     ChildProcess cli(argv);
     auto status = cli.wait_exit(10s);
     ASSERT_TRUE(status.has_value()) << cmd;
     EXPECT_EQ(WEXITSTATUS(*status), 3) << cmd << ": " << cli.output();
     EXPECT_NE(cli.output().find("pid " + std::to_string(d->pid())), std::string::npos) << cli.output();
   }
+  ChildProcess unhalt({CARSYNC_CLI_PATH, "--config", config.string(), "unhalt", "a"});
+  auto answered = unhalt.wait_exit(10s);
+  ASSERT_TRUE(answered.has_value());
+  EXPECT_EQ(WEXITSTATUS(*answered), 0) << unhalt.output();
+  EXPECT_EQ(unhalt.output(), "a: unhalted\n");
   d->terminate(20s);
   // With the daemon gone the same commands run.
   ChildProcess recover({CARSYNC_CLI_PATH, "--config", config.string(), "recover"});

@@ -101,6 +101,20 @@ TEST_F(RecordTest, H98_UnmappedPathReportedOnce) {
   EXPECT_THAT(reasons[0], HasSubstr("/srv/extra"));
 }
 
+// Without a consumer's mounts (carsync kv hset): every rule but the mapping still holds.
+TEST_F(RecordTest, ShapeOnlyValidationSkipsTheMappingButNotTheRest) {
+  EXPECT_THAT(validate_record_shape(record(manifest_with("archive_paths", json::array{"/srv/extra"}))), IsEmpty());
+  const auto bad = validate_record_shape(record(manifest_with("archive_paths", json::array{"relative", "/r1en_system/x"})));
+  ASSERT_THAT(bad, SizeIs(1));
+  EXPECT_THAT(bad[0], HasSubstr("invalid archive_paths entries"));
+  EXPECT_THAT(bad[0], HasSubstr("absolute"));
+  EXPECT_THAT(bad[0], HasSubstr("system volume"));
+  json::object no_cid = record();
+  no_cid.erase("cid");
+  EXPECT_THAT(validate_record_shape(no_cid), ElementsAre(HasSubstr("cid must be a non-empty string")));
+  EXPECT_THAT(validate_record_shape(json::value("text")), ElementsAre("sync record is not a dict"));
+}
+
 TEST_F(RecordTest, H99_FutureSchemaVersion) {
   const auto reasons = validate(record(manifest_with("schema_version", 999)));
   ASSERT_THAT(reasons, SizeIs(1));

@@ -1,8 +1,17 @@
 #include "net/http_client.hpp"
 #include "unit/net/devnode_fixture.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 
 #include <cmath>
 
@@ -96,6 +105,120 @@ TEST_F(HttpClientTest, ConnectionsAreReused) {
     co_return ok;
   }());
   EXPECT_EQ(r, 20);
+}
+
+// A one-connection HTTP server on a unix socket: answers the first request with `reply`
+// (raw bytes), records the request head, then waits for the client to close.
+struct UnixServer {
+  asio::local::stream_protocol::acceptor acceptor;
+  std::string request_head;
+
+  UnixServer(asio::io_context& io, const std::filesystem::path& path)
+      : acceptor(io, asio::local::stream_protocol::endpoint(path.string())) {}
+
+  asio::awaitable<void> serve(std::string reply) {
+    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    asio::streambuf in;
+    auto n = co_await asio::async_read_until(socket, in, "\r\n\r\n", asio::use_awaitable);
+    request_head.assign(asio::buffers_begin(in.data()), asio::buffers_begin(in.data()) + static_cast<long>(n));
+    co_await asio::async_write(socket, asio::buffer(reply), asio::use_awaitable);
+    char c;
+    boost::system::error_code ec;
+    co_await asio::async_read(socket, asio::buffer(&c, 1), asio::redirect_error(asio::use_awaitable, ec));
+  }
+};
+
+// The control API's client: a unix socket, and the server's own 4xx envelope as a value.
+TEST_F(HttpClientTest, CallOverAUnixSocketReturnsAnyStatus) {
+  UnixServer server(io_, tmp_ / "api.sock");
+  const std::string body = R"({"error":{"code":"not_found"}})";
+  asio::co_spawn(io_, server.serve("HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body),
+                 asio::detached);
+  net::Endpoint ep{"carsync", "80", "", (tmp_ / "api.sock").string()};
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), ep, quick_options());
+    co_return co_await http.call(HttpClient::Verb::del, "/v1/instances/x", "", false, "remove");
+  }());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 404u);
+  EXPECT_EQ(r->body, body);
+  EXPECT_EQ(server.request_head.rfind("DELETE /v1/instances/x HTTP/1.1\r\n", 0), 0u) << server.request_head;
+  EXPECT_NE(server.request_head.find("Content-Length: 0"), std::string::npos) << server.request_head;
+}
+
+TEST_F(HttpClientTest, UnixSocketWithoutServerIsATransportError) {
+  net::Endpoint ep{"carsync", "80", "", (tmp_ / "nobody.sock").string()};
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), ep, quick_options());
+    co_return co_await http.call(HttpClient::Verb::get, "/v1/health", "", true, "health");
+  }());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("connect to unix:" + ep.unix_socket), std::string::npos) << r.error().message;
+}
+
+// An endless chunked body reaches the callback as it arrives; returning false ends the call.
+TEST_F(HttpClientTest, StreamDeliversChunksUntilTheReaderStops) {
+  UnixServer server(io_, tmp_ / "api.sock");
+  asio::co_spawn(io_, server.serve("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                   "Transfer-Encoding: chunked\r\n\r\n"
+                                   "6\r\nfirst\n\r\n7\r\nsecond\n\r\n"),
+                 asio::detached);
+  net::Endpoint ep{"carsync", "80", "", (tmp_ / "api.sock").string()};
+  std::string seen;
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), ep, quick_options());
+    co_return co_await http.stream(
+        "/v1/events",
+        [&](std::string_view bytes) {
+          seen += bytes;
+          return seen.find("second\n") == std::string::npos;
+        },
+        "events");
+  }());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200u);
+  EXPECT_EQ(seen, "first\nsecond\n");
+}
+
+// An event reaches the reader when it arrives, not once 64 KiB have piled up: the server
+// sends the second chunk only after the reader has seen the first (or after 10 s).
+TEST_F(HttpClientTest, StreamDeliversEachChunkWithoutWaitingForMore) {
+  asio::local::stream_protocol::acceptor acceptor(io_, asio::local::stream_protocol::endpoint((tmp_ / "api.sock").string()));
+  asio::steady_timer first_seen(io_, std::chrono::seconds(10));
+  bool reader_was_first = false;
+  auto serve = [&]() -> asio::awaitable<void> {
+    auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+    asio::streambuf in;
+    co_await asio::async_read_until(socket, in, "\r\n\r\n", asio::use_awaitable);
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "6\r\nfirst\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(head), asio::use_awaitable);
+    boost::system::error_code ec;
+    co_await first_seen.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    reader_was_first = ec == asio::error::operation_aborted;
+    std::string second = "7\r\nsecond\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(second), asio::use_awaitable);
+    char c;
+    co_await asio::async_read(socket, asio::buffer(&c, 1), asio::redirect_error(asio::use_awaitable, ec));
+  };
+  asio::co_spawn(io_, serve(), asio::detached);
+  net::Endpoint ep{"carsync", "80", "", (tmp_ / "api.sock").string()};
+  std::string seen;
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), ep, quick_options());
+    co_return co_await http.stream(
+        "/v1/events",
+        [&](std::string_view bytes) {
+          seen += bytes;
+          if (seen.find("first\n") != std::string::npos) first_seen.cancel();
+          return seen.find("second\n") == std::string::npos;
+        },
+        "events");
+  }());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(reader_was_first);
+  EXPECT_EQ(seen, "first\nsecond\n");
 }
 
 }  // namespace
