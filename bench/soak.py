@@ -242,6 +242,7 @@ class Soak:
         self.daemons = []
         for name, apps in (("A", apps_a), ("B", apps_b)):
             cfg = {"data_dir": os.path.join(self.work, f"data-{name}"), "node_id": f"soak-{name}",
+                   "control_socket": os.path.join(self.work, f"{name}.sock"),
                    "backend": {"kind": "local", "store_dir": stores},
                    "limits": {"rescan_interval_s": 3600, "history_keep": HISTORY_KEEP},
                    "instances": [a.instance() for a in apps]}

@@ -115,8 +115,11 @@ struct NodeConfig {
   std::optional<std::string> docker_socket;
   // Default system-volume image settings for instances that name none ("system_volume_image").
   std::optional<SystemVolumeImage> system_volume_image;
-  // The control API's unix socket (a later issue serves it; parsed and kept here).
+  // The control API's unix socket (carsyncd serves it; docs/control-api.md).
   std::string control_socket = "/run/carsync.sock";
+  // A read-only TCP address for /metrics, the status page and status reads ("IP:PORT");
+  // empty: none.
+  std::string metrics_listen;
   RuntimeLimits limits;
   std::vector<InstanceConfig> instances;
 };

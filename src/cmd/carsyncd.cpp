@@ -2,6 +2,10 @@
 // the signals: SIGTERM/SIGINT stop the node (two-phase), SIGHUP reloads the configuration.
 #include "carsync/config.hpp"
 #include "carsync/node.hpp"
+#include "net/control_server.hpp"
+#include "runtime/api_instances.hpp"
+#include "runtime/control_api.hpp"
+#include "runtime/task_group.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -12,6 +16,8 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <optional>
+#include <set>
 
 #ifndef CARSYNC_VERSION
 #define CARSYNC_VERSION "unknown"
@@ -29,13 +35,50 @@ int main(int argc, char** argv) {
       "Signals: SIGTERM/SIGINT stop (running requests get limits.shutdown_grace_s), SIGHUP reloads the file.\n"
       "Exit codes: 0 stopped cleanly, 1 fatal error, 2 unusable configuration or data_dir owned by another process.");
   CLI11_PARSE(app, argc, argv);
+  std::set<std::string> file_ids;
 
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
   spdlog::set_level(spdlog::level::from_str(log_level));
   try {
-    auto cfg = carsync::load_node_config(config_file);
+    // The file's instances, then those added through the control API (kept in data_dir).
+    std::optional<carsync::runtime::ApiInstances> catalog;
+    auto with_api_instances = [&](carsync::NodeConfig cfg) {
+      file_ids.clear();
+      for (const auto& i : cfg.instances) file_ids.insert(i.id);
+      for (const auto& id : catalog->merge_into(cfg))
+        spdlog::warn("[{}] the configuration file defines this instance: the one added through the control API is ignored", id);
+      return cfg;
+    };
+    auto file_cfg = carsync::load_node_config(config_file);
+    const auto data_dir = file_cfg.data_dir;
+    auto loaded = carsync::runtime::ApiInstances::load(data_dir / "api_instances.json");
+    if (!loaded) throw carsync::ConfigError(loaded.error().message, "data_dir");
+    catalog.emplace(std::move(*loaded));
+    auto cfg = with_api_instances(std::move(file_cfg));
+    const std::string control_socket = cfg.control_socket, metrics_listen = cfg.metrics_listen;
+    const auto limits = cfg.limits;
+    const auto image = cfg.system_volume_image;
     boost::asio::io_context ioc{1};
     carsync::Node node(std::move(cfg), ioc.get_executor());
+
+    // The control API: its connections are tasks of one group, cancelled when the node has stopped.
+    carsync::runtime::TaskGroup api_tasks(ioc.get_executor(), "control API");
+    carsync::runtime::ControlApi api(node, *catalog, file_ids,
+                                     {.data_dir = data_dir,
+                                      .version = CARSYNC_VERSION,
+                                      .system_volume_image = image,
+                                      .change_timeout = 3 * limits.step_timeout + 4 * limits.store_timeout});
+    carsync::net::ControlServer server(
+        ioc.get_executor(), [&api](carsync::net::ControlRequest r) { return api.handle(std::move(r)); },
+        [&api_tasks](carsync::net::Task<void> t) { api_tasks.spawn(std::move(t)); });
+    if (auto r = server.listen_unix(control_socket); !r) throw carsync::ConfigError(r.error().message, "control_socket");
+    if (!metrics_listen.empty()) {
+      auto port = server.listen_tcp(metrics_listen, true);
+      if (!port) throw carsync::ConfigError(port.error().message, "metrics_listen");
+      spdlog::info("read-only status and metrics on {} (port {})", metrics_listen, *port);
+    }
+    server.start();
+    spdlog::info("control API on {}", control_socket);
 
     boost::asio::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);
     std::function<void(const boost::system::error_code&, int)> on_signal =
@@ -44,7 +87,8 @@ int main(int argc, char** argv) {
           if (sig == SIGHUP) {
             spdlog::info("SIGHUP: reloading {}", config_file);
             try {
-              auto next = carsync::load_node_config(config_file);
+              auto next = with_api_instances(carsync::load_node_config(config_file));
+              api.set_file_ids(file_ids);
               if (auto r = node.reconfigure(std::move(next)); !r) spdlog::error("reload refused: {}", r.error().message);
             } catch (const carsync::ConfigError& e) {
               spdlog::error("reload: {}: nothing changed", e.what());
@@ -56,7 +100,12 @@ int main(int argc, char** argv) {
           node.stop();
         };
     signals.async_wait(on_signal);
-    node.on_stopped([&] { signals.cancel(); });
+    node.on_stopped([&] {
+      signals.cancel();
+      api.stop();
+      server.close();
+      api_tasks.emit(boost::asio::cancellation_type::terminal);
+    });
     node.start();
     ioc.run();
   } catch (const carsync::ConfigError& e) {

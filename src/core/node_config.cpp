@@ -3,6 +3,7 @@
 #include "core/json_text.hpp"
 #include "core/sync_config.hpp"
 
+#include <arpa/inet.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -29,7 +30,7 @@ constexpr std::size_t max_config_bytes = 16 * 1024 * 1024;
 using Keys = std::span<const std::string_view>;
 constexpr std::string_view node_keys[] = {"data_dir",      "node_id",        "backend", "volume_roots",
                                           "legacy_volumes_root", "docker_socket", "system_volume_image",
-                                          "control_socket", "limits", "instances"};
+                                          "control_socket", "metrics_listen", "limits", "instances"};
 constexpr std::string_view backend_keys[] = {"kind", "cstore_url", "r1fs_url", "store_dir"};
 constexpr std::string_view limits_keys[] = {
     "archive_workers", "io_workers",      "uring_queue_depth", "read_block_size",   "rescan_interval_s",
@@ -93,6 +94,23 @@ std::optional<std::string> optional_string(const json::object& o, std::string_vi
   if (!v) return std::nullopt;
   if (!v->is_string()) fail(join(path, key) + " must be a string, got " + shown(*v), join(path, key));
   return std::string(v->get_string());
+}
+
+// "IPv4:PORT" or "[IPv6]:PORT", port 0..65535 (0: the system picks one).
+bool is_listen_address(std::string_view text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == text.size() || text.size() - colon - 1 > 5) return false;
+  unsigned port = 0;
+  for (char c : text.substr(colon + 1)) {
+    if (c < '0' || c > '9') return false;
+    port = port * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (port > 65535) return false;
+  std::string host(text.substr(0, colon));
+  unsigned char addr[16];
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    return ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), addr) == 1;
+  return ::inet_pton(AF_INET, host.c_str(), addr) == 1;
 }
 
 std::string host_name() {
@@ -320,6 +338,12 @@ NodeConfig parse_node_config(std::string_view json_text) {
                " bytes, got " + shown(json::value(*socket)),
            "control_socket");
     cfg.control_socket = *socket;
+  }
+  if (auto listen = optional_string(root, "metrics_listen", ""); listen && !listen->empty()) {
+    if (!is_listen_address(*listen))
+      fail("metrics_listen must be IP:PORT (\"127.0.0.1:9464\", \"[::1]:9464\"), got " + shown(json::value(*listen)),
+           "metrics_listen");
+    cfg.metrics_listen = *listen;
   }
   if (const json::value* img = given(root, "system_volume_image")) {
     if (img->is_object()) reject_unknown_keys(img->get_object(), image_keys, "system_volume_image");

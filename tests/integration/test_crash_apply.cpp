@@ -331,6 +331,7 @@ struct Node {
     fs::create_directories(consumer / "r1en_system");
     write_file(config, R"({
   "data_dir": ")" + (tmp / "state").string() + R"(",
+  "control_socket": ")" + (tmp / "carsyncd.sock").string() + R"(",
   "backend": {"kind": "local"},
   "volume_roots": [")" + (tmp / "edge/*/fixed_volumes/mounts").string() + R"("],
   "instances": [

@@ -37,6 +37,7 @@ class DaemonLifecycle : public ::testing::Test {
   fs::path write_config(json::array instances) {
     write_file(tmp / "node.json", json::serialize(json::object{
                                       {"data_dir", (tmp / "state").string()},
+                                      {"control_socket", (tmp / "carsyncd.sock").string()},
                                       {"node_id", "lifecycle-node"},
                                       {"volume_roots", json::array{(tmp / "hosts/*").string()}},
                                       {"instances", std::move(instances)},

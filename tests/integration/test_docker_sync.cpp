@@ -387,6 +387,7 @@ class DockerSync : public ::testing::Test {
   std::unique_ptr<Daemon> start_daemon(json::array instances) {
     write_file(tmp / "node.json", json::serialize(json::object{
                                       {"data_dir", data_dir().string()},
+                                      {"control_socket", (data_dir() / "carsyncd.sock").string()},
                                       {"node_id", "e2e-node"},
                                       {"backend", json::object{{"kind", "local"}}},
                                       {"docker_socket", "unix://" + socket_},

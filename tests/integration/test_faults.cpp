@@ -108,6 +108,7 @@ class Faults : public ::testing::Test {
     const fs::path config = tmp / (name + ".json");
     write_file(config, json::serialize(json::object{
                            {"data_dir", (tmp / name).string()},
+                           {"control_socket", (tmp / (name + ".sock")).string()},
                            {"node_id", name},
                            {"backend", json::object{{"kind", "r1"}, {"cstore_url", urls.cstore}, {"r1fs_url", urls.r1fs}}},
                            {"limits", json::object{{"rescan_interval_s", 3600},

@@ -201,6 +201,7 @@ json::object node_config(const TempDir& tmp, const std::vector<Instance>& instan
   }
   return json::object{
       {"data_dir", (tmp / "data").string()},
+      {"control_socket", (tmp / "carsyncd.sock").string()},
       {"node_id", "itest-node"},
       {"backend", json::object{{"kind", "local"}}},
       // No safety rescan during the test: every request must be picked up by its event.

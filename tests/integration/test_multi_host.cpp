@@ -162,6 +162,7 @@ void write_config(const fs::path& file, const Host& host, std::string_view role,
   };
   write_file(file, json::serialize(json::object{
                        {"data_dir", host.data_dir.string()},
+                       {"control_socket", (host.data_dir / "carsyncd.sock").string()},
                        {"node_id", "host-" + host.id},
                        {"backend", json::object{{"kind", "r1"}, {"cstore_url", urls.cstore}, {"r1fs_url", urls.r1fs}}},
                        {"limits", json::object{{"rescan_interval_s", 3600},

@@ -181,6 +181,7 @@ void write_config(const fs::path& file, const fs::path& data_dir, const fs::path
   };
   write_file(file, json::serialize(json::object{
                        {"data_dir", data_dir.string()},
+                       {"control_socket", (data_dir / "carsyncd.sock").string()},
                        {"node_id", "itest-" + side.id},
                        {"backend", json::object{{"kind", "local"}, {"store_dir", store_dir.string()}}},
                        {"limits", json::object{{"rescan_interval_s", 3600}}},

@@ -231,6 +231,17 @@ TEST(NodeConfig, ControlSocketMustBeAnAbsolutePathThatFitsASocketAddress) {
   EXPECT_EQ(parse_node_config(R"({"data_dir": "/d", "control_socket": ")" + longest + R"("})").control_socket, longest);
 }
 
+TEST(NodeConfig, MetricsListenIsAnIpLiteralAndAPort) {
+  EXPECT_EQ(parse_node_config(R"({"data_dir": "/d"})").metrics_listen, "");
+  EXPECT_EQ(parse_node_config(R"({"data_dir": "/d", "metrics_listen": "127.0.0.1:9464"})").metrics_listen,
+            "127.0.0.1:9464");
+  EXPECT_EQ(parse_node_config(R"({"data_dir": "/d", "metrics_listen": "[::1]:0"})").metrics_listen, "[::1]:0");
+  for (const char* bad : {"localhost:9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "::1:9464", ":9464",
+                          "127.0.0.1:94a"})
+    expect_config_error(R"({"data_dir": "/d", "metrics_listen": ")" + std::string(bad) + R"("})",
+                        "metrics_listen must be IP:PORT", "metrics_listen");
+}
+
 TEST(NodeConfig, CleanupTimeoutBounds) {
   EXPECT_EQ(parse_node_config(R"({"data_dir": "/d", "limits": {"cleanup_timeout_s": 1}})").limits.cleanup_timeout,
             std::chrono::seconds(1));
