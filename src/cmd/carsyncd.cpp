@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
                                      {.data_dir = data_dir,
                                       .version = CARSYNC_VERSION,
                                       .system_volume_image = image,
-                                      .change_timeout = 3 * limits.step_timeout + 4 * limits.store_timeout});
+                                      .change_timeout = 3 * limits.step_timeout + 4 * limits.store_timeout,
+                                      .metrics_text = [&node] { return node.metrics_text(); }});
     carsync::net::ControlServer server(
         ioc.get_executor(), [&api](carsync::net::ControlRequest r) { return api.handle(std::move(r)); },
         [&api_tasks](carsync::net::Task<void> t) { api_tasks.spawn(std::move(t)); });

@@ -4,10 +4,13 @@
 // The text is fed to Prometheus's own checker, `promtool check metrics`, which parses it and
 // lints the names (counters end in _total, base units in names, HELP on every family).
 #include "carsync/node.hpp"
+#include "support/child_process.hpp"
 #include "support/run_until.hpp"
 #include "support/temp_dir.hpp"
+#include "support/unix_http.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/json.hpp>
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -18,6 +21,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -231,6 +235,62 @@ TEST_F(MetricsTest, AFailedRequestIsCountedByItsStage) {
   }
   node.stop();
   ASSERT_TRUE(run_until([&] { return node.wait_for(0ms); }));
+}
+
+// carsyncd serves the same text at GET /metrics on its control socket and on the read-only
+// metrics_listen address, with the format's content type.
+TEST_F(MetricsTest, CarsyncdServesMetricsOnTheSocketAndOnMetricsListen) {
+  namespace json = boost::json;
+  const auto root = tmp / "hosts" / "prov";
+  fs::create_directories(root / "sys");
+  write_file(root / "data" / "state.txt", "state");
+  const auto socket = tmp / "carsyncd.sock";
+  write_file(tmp / "node.json",
+             json::serialize(json::object{
+                 {"data_dir", (tmp / "state").string()},
+                 {"node_id", "metrics-node"},
+                 {"control_socket", socket.string()},
+                 {"metrics_listen", "127.0.0.1:0"},
+                 {"volume_roots", json::array{(tmp / "hosts/*").string()}},
+                 {"instances", json::array{json::object{
+                                   {"id", "prov"},
+                                   {"system_volume", (root / "sys").string()},
+                                   {"volumes", json::object{{(root / "data").string(), json::object{{"bind", "/app/data"}}}}},
+                                   {"SYNC", json::object{{"ENABLED", true}, {"KEY", "k"}, {"TYPE", "provider"}}}}}},
+             }));
+  test::ChildProcess d({CARSYNCD_PATH, "--config", (tmp / "node.json").string()});
+  ASSERT_TRUE(d.wait_for_output("carsyncd ready", 20s)) << d.output();
+  std::smatch m;
+  const auto out = d.output();
+  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(\(port (\d+)\))"))) << out;
+  const auto port = static_cast<unsigned short>(std::stoi(m[1]));
+
+  auto published = test::unix_request(socket, "POST", "/v1/instances/prov/publish", R"({"archive_paths": ["/app/data"]})");
+  ASSERT_EQ(published.status, 200u) << published.error << published.body;
+
+  const auto on_socket = test::unix_request(socket, "GET", "/metrics");
+  ASSERT_EQ(on_socket.status, 200u) << on_socket.error << on_socket.body;
+  EXPECT_TRUE(on_socket.content_type.starts_with("text/plain; version=0.0.4")) << on_socket.content_type;
+  EXPECT_EQ(sample(on_socket.body, R"(carsync_claims_total{instance="prov"})"), 1) << on_socket.body;
+  EXPECT_EQ(sample(on_socket.body, R"(carsync_publishes_total{instance="prov"})"), 1) << on_socket.body;
+  EXPECT_EQ(sample(on_socket.body, R"(carsync_publish_duration_seconds_count{instance="prov"})"), 1);
+  // An API publish has no request.json: no reaction latency.
+  EXPECT_EQ(sample(on_socket.body, R"(carsync_reaction_latency_seconds_count{instance="prov"})"), 0);
+  EXPECT_TRUE(std::regex_search(on_socket.body, std::regex(R"(\ncarsync_build_info\{version="[^"]+"\} 1\n)")))
+      << on_socket.body;
+
+  const auto on_tcp = test::tcp_request(port, "GET", "/metrics");
+  ASSERT_EQ(on_tcp.status, 200u) << on_tcp.error;
+  EXPECT_TRUE(on_tcp.content_type.starts_with("text/plain; version=0.0.4")) << on_tcp.content_type;
+  EXPECT_EQ(sample(on_tcp.body, R"(carsync_publishes_total{instance="prov"})"), 1) << on_tcp.body;
+
+  if (fs::exists(promtool)) {
+    write_file(tmp / "metrics.txt", on_socket.body);
+    const auto checked = promtool_check(tmp / "metrics.txt");
+    EXPECT_EQ(checked.status, 0) << checked.output;
+    EXPECT_EQ(checked.output, "") << checked.output;
+  }
+  EXPECT_EQ(d.terminate(20s), 0) << d.output();
 }
 
 }  // namespace
