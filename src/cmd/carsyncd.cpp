@@ -2,9 +2,14 @@
 // the signals: SIGTERM/SIGINT stop the node (two-phase), SIGHUP reloads the configuration.
 #include "carsync/config.hpp"
 #include "carsync/node.hpp"
+#include "cmd/log_setup.hpp"
+#include "cmd/progress_log.hpp"
+#include "cmd/service_notify.hpp"
+#include "cmd/status_summary.hpp"
 #include "net/control_server.hpp"
 #include "runtime/api_instances.hpp"
 #include "runtime/control_api.hpp"
+#include "runtime/status_page.hpp"
 #include "runtime/task_group.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -12,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <csignal>
 #include <exception>
 #include <functional>
@@ -27,18 +33,22 @@ int main(int argc, char** argv) {
   CLI::App app{"carsyncd: replicates container application state between hosts"};
   std::string config_file;
   std::string log_level = "info";
+  std::string log_format = "text";
   app.set_version_flag("--version", std::string("carsyncd ") + CARSYNC_VERSION);
   app.add_option("-c,--config", config_file, "node configuration (JSON)")->required();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--log-format", log_format, "text (for people) or json (one object per line, for log shippers)")
+      ->check(CLI::IsMember({"text", "json"}));
   app.footer(
       "Signals: SIGTERM/SIGINT stop (running requests get limits.shutdown_grace_s), SIGHUP reloads the file.\n"
       "Exit codes: 0 stopped cleanly, 1 fatal error, 2 unusable configuration or data_dir owned by another process.");
   CLI11_PARSE(app, argc, argv);
   std::set<std::string> file_ids;
 
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  // stderr, UTC, one line per event; journald priorities when stderr is the journal.
+  carsync::cmd::setup_logging(log_format == "json" ? carsync::cmd::LogFormat::json : carsync::cmd::LogFormat::text,
+                              spdlog::level::from_str(log_level));
   try {
     // The file's instances, then those added through the control API (kept in data_dir).
     std::optional<carsync::runtime::ApiInstances> catalog;
@@ -60,6 +70,14 @@ int main(int argc, char** argv) {
     const auto image = cfg.system_volume_image;
     boost::asio::io_context ioc{1};
     carsync::Node node(std::move(cfg), ioc.get_executor());
+    // systemd: READY/RELOADING/STOPPING, STATUS= and watchdog keep-alives (no-ops elsewhere).
+    carsync::cmd::ServiceNotifier service(ioc.get_executor());
+    carsync::cmd::StatusSummary summary;
+    auto summary_sub = node.subscribe([&](const carsync::StatusEvent& e) {
+      summary.update(e);
+      service.status(summary.text());
+    });
+    carsync::cmd::ProgressReporter progress(node);
 
     // The control API: its connections are tasks of one group, cancelled when the node has stopped.
     carsync::runtime::TaskGroup api_tasks(ioc.get_executor(), "control API");
@@ -68,6 +86,11 @@ int main(int argc, char** argv) {
                                       .version = CARSYNC_VERSION,
                                       .system_volume_image = image,
                                       .change_timeout = 3 * limits.step_timeout + 4 * limits.store_timeout,
+                                      .render_page = [](const carsync::NodeStatus& status) {
+                                        const std::chrono::duration<double> now =
+                                            std::chrono::system_clock::now().time_since_epoch();
+                                        return carsync::runtime::render_status_page(status, now.count());
+                                      },
                                       .metrics_text = [&node] { return node.metrics_text(); }});
     carsync::net::ControlServer server(
         ioc.get_executor(), [&api](carsync::net::ControlRequest r) { return api.handle(std::move(r)); },
@@ -87,17 +110,26 @@ int main(int argc, char** argv) {
           if (ec) return;
           if (sig == SIGHUP) {
             spdlog::info("SIGHUP: reloading {}", config_file);
+            service.reloading();
             try {
               auto next = with_api_instances(carsync::load_node_config(config_file));
               api.set_file_ids(file_ids);
-              if (auto r = node.reconfigure(std::move(next)); !r) spdlog::error("reload refused: {}", r.error().message);
+              // READY=1 again once the change has taken effect (or at once if refused).
+              if (auto r = node.reconfigure(std::move(next), [&](carsync::Result<void>) { service.ready(); }); !r) {
+                spdlog::error("reload refused: {}", r.error().message);
+                service.ready();
+              }
             } catch (const carsync::ConfigError& e) {
               spdlog::error("reload: {}: nothing changed", e.what());
+              service.ready();
             }
             signals.async_wait(on_signal);
             return;
           }
           spdlog::info("received signal {}", sig);
+          service.stopping();
+          summary_sub.reset();  // the summary would overwrite "stopping"
+          service.status("stopping");
           node.stop();
         };
     signals.async_wait(on_signal);
@@ -106,8 +138,16 @@ int main(int argc, char** argv) {
       api.stop();
       server.close();
       api_tasks.emit(boost::asio::cancellation_type::terminal);
+      service.stop();
+      progress.stop();
     });
     node.start();
+    // READY=1: the control socket listens (above) and the node serves (instances prepare and
+    // recover in the background).
+    summary.reset(node.status());
+    service.status(summary.text());
+    service.ready();
+    service.start_watchdog();
     ioc.run();
   } catch (const carsync::ConfigError& e) {
     std::cerr << "carsyncd: " << config_file << ": " << e.what() << "\n";

@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 
 #include <csignal>
+#include <map>
 #include <regex>
+#include <set>
 #include <string>
 
 namespace carsync::test {
@@ -220,6 +222,31 @@ TEST_F(ControlApi, EventsStartWithASnapshotThenCarryEveryChange) {
     ASSERT_EQ(e->name, "instance");
     seen = json::parse(e->data).at("instance").at("id") == "api-c";
   }
+}
+
+TEST_F(ControlApi, EventsCarryTheProgressOfALongStep) {
+  auto p = instance("file-p", "provider");
+  p["SYNC"].as_object()["COMPRESSION_LEVEL"] = 9;  // slow enough to be seen moving
+  write_file(tmp / "hosts/file-p/data/big.bin", pattern_bytes(96u << 20, 7));
+  auto d = start(write_config(json::array{p}));
+  EventReader events(socket());
+  ASSERT_TRUE(events.next(10s).has_value());  // the snapshot
+  auto accepted = unix_request(socket(), "POST", "/v1/instances/file-p/publish?wait=false",
+                               R"({"archive_paths": ["/app/data"]})");
+  ASSERT_EQ(accepted.status, 202u) << accepted.body;
+  // Two different byte counts within one phase: the stream sampled a step while it ran.
+  std::map<std::string, std::set<std::int64_t>> seen;
+  bool moved = false, published = false;
+  while (!published) {
+    auto e = events.next(120s);
+    ASSERT_TRUE(e.has_value()) << "the stream went quiet before the publish ended";
+    const auto i = json::parse(e->data).at("instance");
+    const auto phase = std::string(i.at("phase").as_string());
+    const auto done = i.at("progress").at("done").to_number<std::int64_t>();
+    if (done > 0) moved = moved || (seen[phase].insert(done).second && seen[phase].size() >= 2);
+    published = !i.at("last_publish").is_null();
+  }
+  EXPECT_TRUE(moved) << "no progress sampled during the publish";
 }
 
 TEST_F(ControlApi, TheTcpListenerIsReadOnly) {
