@@ -115,6 +115,11 @@ class Node {
   // Every status change from now on, in generation order, on the executor.
   [[nodiscard]] Subscription subscribe(std::function<void(const StatusEvent&)> callback);
 
+  // The node's metrics in the Prometheus text exposition format 0.0.4 (what carsyncd serves
+  // at GET /metrics): counters, histograms and gauges named carsync_*, listed in README.md
+  // ("Metrics"). Per-instance series carry an `instance` label and go away with the instance.
+  std::string metrics_text() const;
+
   boost::asio::any_io_executor get_executor() const noexcept;
 
  private:

@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
                                         const std::chrono::duration<double> now =
                                             std::chrono::system_clock::now().time_since_epoch();
                                         return carsync::runtime::render_status_page(status, now.count());
-                                      }});
+                                      },
+                                      .metrics_text = [&node] { return node.metrics_text(); }});
     carsync::net::ControlServer server(
         ioc.get_executor(), [&api](carsync::net::ControlRequest r) { return api.handle(std::move(r)); },
         [&api_tasks](carsync::net::Task<void> t) { api_tasks.spawn(std::move(t)); });

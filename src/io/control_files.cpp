@@ -160,7 +160,8 @@ ClaimOutcome ControlFiles::claim(std::size_t max_bytes) {
                                     "request.json exceeds " + std::to_string(max_bytes) + " bytes"));
     return claim_error(make_error(errc::io_failure, "could not read .processing: " + body.error().code.message()));
   }
-  return ClaimedBody{std::move(*body)};
+  // The rename kept the file's mtime: when the app wrote its request (reaction latency).
+  return ClaimedBody{std::move(*body), static_cast<double>(st.st_mtim.tv_sec) + st.st_mtim.tv_nsec / 1e9};
 }
 
 Result<void> ControlFiles::write(std::string_view name, const boost::json::value& v) {

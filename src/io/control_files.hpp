@@ -24,7 +24,10 @@ inline constexpr std::string_view last_apply_name = "last_apply.json";
 // Outcome of a claim attempt (§5.2 steps 1-5).
 struct NothingPending {};
 struct ClaimFailedToRename { std::string why; };  // step 4: request stays pending; why names path and reason
-struct ClaimedBody { std::string bytes; };  // .processing read (size-capped)
+struct ClaimedBody {
+  std::string bytes;  // .processing read (size-capped)
+  double mtime = 0;   // request.json's modification time, seconds since the epoch (0: not a file)
+};
 // Steps 1, 3, 5 failures: reported as `validation` with no body and no raw_body.
 struct ClaimUnsafe { Error error; };
 using ClaimOutcome = std::variant<NothingPending, ClaimFailedToRename, ClaimedBody, ClaimUnsafe>;

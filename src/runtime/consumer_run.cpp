@@ -11,6 +11,7 @@
 #include "runtime/cancellation.hpp"
 #include "runtime/crash_point.hpp"
 #include "runtime/deadline.hpp"
+#include "runtime/node_metrics.hpp"
 #include "runtime/retire.hpp"
 
 #include <boost/asio/this_coro.hpp>
@@ -81,6 +82,7 @@ class ConsumerDriver {
 
   boost::asio::awaitable<ConsumerRunOutcome> run() {
     ConsumerRunOutcome out;
+    fetch_began_ = std::chrono::steady_clock::now();
     auto record = co_await fetch();
 
     core::ConsumerParams params;
@@ -208,6 +210,11 @@ class ConsumerDriver {
         else {
           download_ = *r;
           if (ctx_.status) ctx_.status->progress_done() = expected;
+          if (ctx_.metrics) {
+            std::error_code ec;
+            const auto size = fs::file_size(download_, ec);
+            ctx_.metrics->downloaded(id, ec ? expected : size);
+          }
           spdlog::info("[{}] consumer: downloaded cid={} in {:.3f} s", id, a.cid,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         }
@@ -249,6 +256,7 @@ class ConsumerDriver {
           break;
         }
         applied_bytes_ = plan_->total_bytes;
+        if (ctx_.metrics) ctx_.metrics->applied_bytes(id, applied_bytes_);
         spdlog::info("[{}] consumer: applied cid={}: {} paths ({} bytes), durable in {:.3f} s", id, opts.cid,
                      outcome.extracted_paths.size(), plan_->total_bytes, outcome.durable_seconds);
         break;
@@ -344,6 +352,11 @@ class ConsumerDriver {
     using O = core::ConsumerOutcome;
     if (out.outcome == O::no_record || out.outcome == O::up_to_date || out.outcome == O::backing_off) return;
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    if (ctx_.metrics && out.outcome == O::applied)
+      ctx_.metrics->applied(ctx_.config.id,
+                            std::chrono::duration<double>(std::chrono::steady_clock::now() - fetch_began_).count());
+    else if (ctx_.metrics && out.outcome != O::halted && out.outcome != O::cancelled)  // as requests_failed
+      ctx_.metrics->failed(ctx_.config.id, m.failed_stage() ? public_stage(*m.failed_stage()) : Stage::validation);
     if (out.outcome == O::applied)
       spdlog::info("[{}] consumer: cid={} applied in {:.3f} s", ctx_.config.id, out.cid, secs);
     else if (out.outcome != O::halted)
@@ -404,6 +417,7 @@ class ConsumerDriver {
   fs::path staging_;
   std::optional<io::ApplyPlan> plan_;
   std::chrono::steady_clock::time_point started_{}, stop_began_{};
+  std::chrono::steady_clock::time_point fetch_began_{};  // apply duration: fetch -> applied
 };
 
 }  // namespace

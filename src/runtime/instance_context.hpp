@@ -22,6 +22,8 @@
 
 namespace carsync::runtime {
 
+class NodeMetrics;
+
 // Status shared with Node::status() callers on other threads. Updates happen on the
 // instance's executor and are announced to the node (which stamps a generation and tells
 // subscribers); the progress counters are bumped from worker threads and only read.
@@ -93,6 +95,7 @@ struct InstanceContext {
   io::EngineKind engine = io::EngineKind::portable;
   RuntimeLimits limits;
   StatusCell* status = nullptr;
+  NodeMetrics* metrics = nullptr;  // the node's Prometheus series (none in unit tests)
 };
 
 }  // namespace carsync::runtime

@@ -31,6 +31,7 @@ struct NodeServices {
   std::filesystem::path data_dir;
   io::EngineKind engine;
   RuntimeLimits limits;
+  NodeMetrics* metrics = nullptr;
 };
 
 class InstanceSupervisor {

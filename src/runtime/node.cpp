@@ -7,6 +7,7 @@
 #include "runtime/dir_watcher.hpp"
 #include "runtime/instance_supervisor.hpp"
 #include "runtime/local_backend.hpp"
+#include "runtime/node_metrics.hpp"
 #include "runtime/task_group.hpp"
 #include "net/docker_client.hpp"
 #include "net/r1_backend.hpp"
@@ -86,6 +87,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
   std::unique_ptr<backend::ContentStore> cas;
   std::unique_ptr<backend::KvStore> kv;
   runtime::LocalKvStore* local_kv = nullptr;  // the embedded backend (change notification)
+  runtime::NodeMetrics metrics;              // thread-safe on its own (metrics_text)
   std::unique_ptr<runtime::NodeServices> services;
   runtime::DirWatcher control_watch;
   std::unordered_map<int, std::shared_ptr<InstanceSupervisor>> watched;  // wd -> instance
@@ -144,7 +146,8 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
         .node_id = cfg.node_id,
         .data_dir = cfg.data_dir,
         .engine = engine,
-        .limits = cfg.limits});
+        .limits = cfg.limits,
+        .metrics = &metrics});
   }
 
   // Membership changes are taken until shutdown begins (mu held).
@@ -174,6 +177,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
 
   std::shared_ptr<InstanceSupervisor> make_member(InstanceConfig ic) {
     auto container = container_for(ic);
+    metrics.add_instance(ic.id, ic.sync.role);
     auto sup = std::make_shared<InstanceSupervisor>(std::move(ic), *services, std::move(container), ex);
     sup->status_cell().on_change([this](InstanceStatus& s) { announce(s, false); });
     return sup;
@@ -285,6 +289,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
     }
     sup->status_cell().on_change({});
     if (announce_removed) {
+      metrics.remove_instance(id);
       announce(last, true);
       spdlog::info("[{}] instance removed{}", id, options.delete_state ? " (state deleted)" : "");
     }
@@ -687,6 +692,8 @@ Subscription Node::subscribe(std::function<void(const StatusEvent&)> callback) {
     }
   });
 }
+
+std::string Node::metrics_text() const { return impl_->metrics.render(status()); }
 
 asio::any_io_executor Node::get_executor() const noexcept { return impl_->ex; }
 

@@ -9,6 +9,7 @@
 #include "runtime/cancellation.hpp"
 #include "runtime/crash_point.hpp"
 #include "runtime/deadline.hpp"
+#include "runtime/node_metrics.hpp"
 #include "runtime/retire.hpp"
 
 #include <fmt/format.h>
@@ -83,6 +84,7 @@ class ProviderDriver {
     }
     out.claimed = true;
     crash_point(ctx_.config.id, "provider", "claim");  // claimed: request.json.processing holds it
+    count_claim(claim);
     started_ = std::chrono::steady_clock::now();
     set_phase(Phase::archiving);
 
@@ -165,8 +167,12 @@ class ProviderDriver {
       }
       case Kind::build_archive: {
         auto r = co_await build(m.request());
-        if (r) ev.archive_size = archive_size_ = *r;
-        else fail_with(r.error());
+        if (r) {
+          ev.archive_size = archive_size_ = *r;
+          if (ctx_.metrics) ctx_.metrics->archived(ctx_.config.id, *r);
+        } else {
+          fail_with(r.error());
+        }
         break;
       }
       case Kind::start_container: {
@@ -190,6 +196,7 @@ class ProviderDriver {
         if (r && ctx_.status) ctx_.status->progress_done() = archive_size_;
         if (r) {
           ev.cid = *r;
+          if (ctx_.metrics) ctx_.metrics->uploaded(ctx_.config.id, archive_size_);
           // Until the sent history names it, only this record does: a kill now would
           // otherwise leave the blob referenced by nothing, never retired.
           const json::value record = json::object{{"cid", *r}, {"version", static_cast<std::int64_t>(ctx_.clock.now())}};
@@ -342,8 +349,23 @@ class ProviderDriver {
     if (ctx_.status) ctx_.status->enter(phase);
   }
 
+  void count_claim(const io::ClaimOutcome& claim) {
+    if (!ctx_.metrics) return;
+    ctx_.metrics->claimed(ctx_.config.id);
+    // Wall clock against the file's mtime, whatever clock the lifecycle runs on: both are
+    // the host's real time (an API publish has no file, hence no reaction latency).
+    const auto* body = std::get_if<io::ClaimedBody>(&claim);
+    if (body && body->mtime > 0) {
+      const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+      ctx_.metrics->reaction_latency(ctx_.config.id, now - body->mtime);
+    }
+  }
+
   void finish(const ProviderRunOutcome& out) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    if (ctx_.metrics && out.succeeded) ctx_.metrics->published(ctx_.config.id, secs);
+    else if (ctx_.metrics && !out.cancelled)
+      ctx_.metrics->failed(ctx_.config.id, out.failed_stage ? public_stage(*out.failed_stage) : Stage::validation);
     if (out.succeeded)
       spdlog::info("[{}] provider: published cid={} in {:.3f} s", ctx_.config.id, out.cid, secs);
     else if (out.cancelled)

@@ -108,7 +108,8 @@ class ProviderFixture {
                                     .state_dir = instance_dir() / "state",
                                     .engine = io::EngineKind::portable,
                                     .limits = RuntimeLimits{},
-                                    .status = nullptr};
+                                    .status = nullptr,
+                                    .metrics = metrics};
   }
 
   // Runs one coroutine on the fixture's io_context until everything it started is done.
@@ -152,6 +153,7 @@ class ProviderFixture {
   FakeContentStore cas;
   FakeKvStore kv;
   FakeContainer container;
+  runtime::NodeMetrics* metrics = nullptr;  // a test that checks the series sets one
   // Before the pools, so it is destroyed after them: a pool thread that has just posted a
   // job's completion may still be signalling the io_context when the test finishes; the
   // pools' destructors join those threads first.

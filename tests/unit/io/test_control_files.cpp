@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,6 +82,17 @@ TEST_F(ControlFilesTest, A05_ClaimValidPendingFile) {
   EXPECT_EQ(claimed->bytes, body);
   EXPECT_FALSE(fs::exists(request));
   EXPECT_EQ(read_file(processing), body);
+}
+
+// The claim reports when the app wrote its request (the reaction-latency metric's start).
+TEST_F(ControlFilesTest, ClaimReportsTheRequestsModificationTime) {
+  write_file(request, R"({"archive_paths": ["/app/data/"]})");
+  const timespec times[2] = {{.tv_sec = 1700000000, .tv_nsec = 0}, {.tv_sec = 1700000000, .tv_nsec = 250000000}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, request.c_str(), times, 0), 0);
+  const auto outcome = files.claim(cap);
+  const auto* claimed = std::get_if<ClaimedBody>(&outcome);
+  ASSERT_NE(claimed, nullptr);
+  EXPECT_DOUBLE_EQ(claimed->mtime, 1700000000.25);
 }
 
 // A06-A08: decoding is core's job (core/request); at this layer the claim hands back the

@@ -2,6 +2,7 @@
 // (spec §11 group E), publish (group G) and the provider tick (group M), all driven through
 // runtime::run_provider_once (or the InstanceSupervisor for the scheduling checks).
 #include "runtime/instance_supervisor.hpp"
+#include "runtime/node_metrics.hpp"
 #include "runtime/retire.hpp"
 #include "support/fakes.hpp"
 #include "support/provider_fixture.hpp"
@@ -417,6 +418,27 @@ TEST_F(ProviderRun, G86_UploadErrorFailsAtR1fsUpload) {
   EXPECT_TRUE(kv.hsets.empty());
   EXPECT_TRUE(sent_files().empty());
   EXPECT_TRUE(scratch_entries().empty());
+}
+
+// The metrics follow the facts: a claim, an archive built, no upload, no publish, one
+// failure at the stage the response names.
+TEST_F(ProviderRun, UploadFailureIsCountedAtItsStageInTheMetrics) {
+  runtime::NodeMetrics m;
+  metrics = &m;
+  m.add_instance(config.id, Role::provider);
+  request_appdata();
+  cas.error_on_add = "r1fs add_file: disk full";
+  auto out = run_once();
+  expect_failure(out, ProviderStage::r1fs_upload, json::array{"/app/data/"});
+  const runtime::metrics::Labels l{{"instance", config.id}};
+  const auto& r = m.registry();
+  EXPECT_EQ(r.value("carsync_claims_total", l), 1);
+  EXPECT_GT(r.value("carsync_archived_bytes_total", l), 0);
+  EXPECT_EQ(r.value("carsync_uploaded_bytes_total", l), 0);
+  EXPECT_EQ(r.value("carsync_publishes_total", l), 0);
+  EXPECT_EQ(r.value("carsync_publish_duration_seconds", l), 0);
+  EXPECT_EQ(r.value("carsync_failures_total", {{"instance", config.id}, {"stage", "r1fs_upload"}}), 1);
+  EXPECT_EQ(r.value("carsync_reaction_latency_seconds", l), 1);  // request.json was a file
 }
 
 TEST_F(ProviderRun, G86_UploadWithoutCidFailsAtR1fsUpload) {
