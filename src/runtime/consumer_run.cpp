@@ -99,7 +99,7 @@ class ConsumerDriver {
     auto action = machine.resume(first);
     if (action.kind != Kind::done) started_ = std::chrono::steady_clock::now();
     while (action.kind != Kind::done) {
-      set_phase(phase_of(action.kind));
+      if (const auto phase = phase_of(action.kind)) set_phase(*phase);
       crash_point(ctx_.config.id, "consumer", core::to_string(action.kind));
       core::ConsumerEvent ev = co_await perform(machine, action);
       ev.now = ctx_.clock.now();
@@ -331,7 +331,9 @@ class ConsumerDriver {
     return runtime::step_deadline(cancelled_, ctx_.limits, ctx_.limits.step_timeout);
   }
 
-  static Phase phase_of(Kind k) {
+  // nullopt: the step belongs to the phase it runs in (the durable state written around
+  // the download and the commit), so an operator never sees the phases flicker.
+  static std::optional<Phase> phase_of(Kind k) {
     switch (k) {
       case Kind::download: return Phase::downloading;
       case Kind::scan: return Phase::scanning;
@@ -339,7 +341,7 @@ class ConsumerDriver {
       case Kind::commit: return Phase::applying;
       case Kind::start_container: return Phase::restarting;
       case Kind::halt: return Phase::halted;
-      case Kind::write_state: return Phase::downloading;  // bookkeeping around the steps
+      case Kind::write_state: return std::nullopt;
       default: return Phase::finishing;
     }
   }

@@ -141,12 +141,15 @@ class ProviderDriver {
     return runtime::step_deadline(cancelled_, ctx_.limits, ctx_.limits.store_timeout);
   }
 
-  static Phase phase_of(Kind k) {
+  // nullopt: the step belongs to the phase before it (removing the uploaded archive is
+  // part of the upload), so an operator never sees the phases flicker.
+  static std::optional<Phase> phase_of(Kind k) {
     switch (k) {
       case Kind::stop_container: return Phase::stopping;
       case Kind::build_archive: return Phase::archiving;
       case Kind::start_container: return Phase::restarting;
       case Kind::upload: return Phase::uploading;
+      case Kind::remove_archive: return std::nullopt;
       case Kind::publish: return Phase::publishing;
       default: return Phase::finishing;
     }
@@ -156,7 +159,7 @@ class ProviderDriver {
                                                       const core::ProviderAction& a) {
     core::ProviderEvent ev;
     auto fail_with = [&](const Error& e) { ev.error = e; };
-    set_phase(phase_of(a.kind));
+    if (const auto phase = phase_of(a.kind)) set_phase(*phase);
     crash_point(ctx_.config.id, "provider", core::to_string(a.kind));
     switch (a.kind) {
       case Kind::stop_container: {

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unistd.h>
 
@@ -102,6 +103,22 @@ TEST_F(NodeTest, AddPublishApplyAndRemoveAtRuntimeOnTheCallersLoop) {
     return false;
   })) << "consumer never applied " << cid;
   EXPECT_EQ(read_file(data_of("cons") / "model.bin"), "weights v1");
+
+  // Each run goes through its phases in order and never back: bookkeeping steps (durable
+  // state, removing the uploaded archive) stay in the phase they belong to.
+  for (const char* id : {"prov", "cons"}) {
+    std::vector<Phase> seen;
+    for (const auto& e : events)
+      if (e.instance.id == id && (seen.empty() || seen.back() != e.instance.phase)) seen.push_back(e.instance.phase);
+    std::set<Phase> run;
+    for (Phase p : seen) {
+      if (p == Phase::idle) {
+        run.clear();
+        continue;
+      }
+      EXPECT_TRUE(run.insert(p).second) << id << " went back to " << to_string(p);
+    }
+  }
 
   // Generations strictly increase across every event; each status carries its generation.
   for (std::size_t i = 1; i < events.size(); ++i) EXPECT_GT(events[i].generation, events[i - 1].generation);
