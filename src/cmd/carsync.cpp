@@ -102,16 +102,17 @@ Result<fs::path> store_root(const Args& args) {
   return config->backend.store_dir.empty() ? config->data_dir : config->backend.store_dir;
 }
 
-// Runs `body` with the store at <root>/<subdir>. A directory that holds no store is refused
-// rather than given a new empty one (a mistyped path would otherwise "work" and show
-// nothing): the store's own directory must exist, or the directory must be a node's
-// data_dir (carsync.lock: carsyncd creates the stores on first use).
+// Runs `body` with the store at <root>/<subdir>. A --data-dir that holds no store is
+// refused rather than given a new empty one (a mistyped path would otherwise "work" and
+// show nothing): the store's own directory must exist, or the directory must be a node's
+// data_dir (carsync.lock: carsyncd creates the stores on first use). A --config names the
+// node's own stores, which the command may create as carsyncd would.
 template <class Store, class Body>
 int with_store(const Args& args, std::string_view subdir, Body&& body) {
   auto root = store_root(args);
   if (!root) return report(kUsage, root.error().message);
   std::error_code ec;
-  if (!fs::is_directory(*root / subdir, ec) && !fs::exists(*root / "carsync.lock", ec))
+  if (!args.data_dir.empty() && !fs::is_directory(*root / subdir, ec) && !fs::exists(*root / "carsync.lock", ec))
     return report(kUsage, root->string() + " holds no carsync store (neither " + std::string(subdir) +
                               "/ nor carsync.lock): check --data-dir");
   Store store(*root / subdir);

@@ -178,6 +178,17 @@ TEST_F(CliTest, ANodesDataDirIsAStoreBeforeItsFirstUse) {
   EXPECT_EQ(carsync(tmp, {"--data-dir", dir, "kv", "hget", "h", "k"}).out, "1\n");
 }
 
+// A --config names the node's own data_dir: its stores are created on first use, before
+// carsyncd ever ran there (as an operator seeding a store does).
+TEST_F(CliTest, AConfigsDataDirGetsItsStoresOnFirstUse) {
+  const auto data_dir = (tmp / "fresh-node").string();
+  write_file(tmp / "fresh.json", R"({"data_dir": ")" + data_dir + R"(", "instances": []})");
+  write_file(tmp / "in.bin", "bytes");
+  auto put = carsync(tmp, {"--config", (tmp / "fresh.json").string(), "cas", "put", (tmp / "in.bin").string()});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_TRUE(std::filesystem::is_directory(tmp / "fresh-node/cas"));
+}
+
 // With --config the stores are where the node keeps them: backend.store_dir when set.
 TEST_F(CliTest, StoresComeFromTheConfigsStoreDir) {
   std::filesystem::create_directories(tmp / "shared/kv");
