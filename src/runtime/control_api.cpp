@@ -147,11 +147,29 @@ std::string sse(std::string_view event, std::uint64_t id, const json::value& dat
 
 }  // namespace
 
-// One /v1/events client: what the node reported since the last write, newest per instance.
+// One /v1/events client: what the node reported since the last write, every event in order
+// while the client keeps up. A client that falls `max_pending` events behind gets the
+// newest per instance instead (it may skip phases; it always ends on the current state),
+// so a stalled reader costs a bounded amount of memory and never blocks the node.
 struct ControlApi::EventStream {
+  static constexpr std::size_t max_pending = 1024;
   explicit EventStream(asio::any_io_executor ex) : wake(std::move(ex), asio::steady_timer::time_point::max()) {}
+
+  void push(const StatusEvent& e) {
+    pending.push_back(e);
+    if (pending.size() <= max_pending) return;
+    std::map<std::string, StatusEvent> newest;
+    for (auto& p : pending) {
+      auto& slot = newest[p.instance.id];
+      if (slot.generation <= p.generation) slot = std::move(p);
+    }
+    pending.clear();
+    for (auto& entry : newest) pending.push_back(std::move(entry.second));
+    std::sort(pending.begin(), pending.end(), [](const auto& a, const auto& b) { return a.generation < b.generation; });
+  }
+
   asio::steady_timer wake;
-  std::map<std::string, StatusEvent> pending;
+  std::vector<StatusEvent> pending;  // in generation order
   bool stopped = false;
   Subscription subscription;
 };
@@ -201,9 +219,7 @@ Task<void> run_event_stream(std::shared_ptr<ControlApi::EventStream> s, Node& no
       }
     }
     std::vector<StatusEvent> batch;
-    for (auto& entry : s->pending) batch.push_back(std::move(entry.second));
-    s->pending.clear();
-    std::sort(batch.begin(), batch.end(), [](const auto& a, const auto& b) { return a.generation < b.generation; });
+    batch.swap(s->pending);
     std::string text;
     for (const auto& e : batch) {
       if (e.generation <= sent) continue;  // already in the snapshot
@@ -484,8 +500,7 @@ ControlResponse ControlApi::events() {
   stream->subscription = node_.subscribe([weak](const StatusEvent& e) {
     auto s = weak.lock();
     if (!s) return;
-    auto& slot = s->pending[e.instance.id];
-    if (slot.generation < e.generation) slot = e;
+    s->push(e);
     s->wake.cancel();
   });
   auto snapshot = node_.status();

@@ -153,12 +153,13 @@ TEST_F(CliTest, UnhaltClearsTheDurableHaltOnce) {
 TEST_F(CliTest, StoreCommandsRefuseADirectoryWithoutAStore) {
   std::filesystem::create_directories(tmp / "empty");
   write_file(tmp / "in.bin", "bytes");
+  const std::string in = (tmp / "in.bin").string();  // outlives the views below
   for (const std::string dir : {(tmp / "empty").string(), (tmp / "absent").string()}) {
     const std::vector<std::vector<std::string_view>> cases = {
         {"--data-dir", dir, "kv", "hset", "h", "k", "1"},
         {"--data-dir", dir, "kv", "hget", "h", "k"},
         {"--data-dir", dir, "kv", "hgetall", "h"},
-        {"--data-dir", dir, "cas", "put", (tmp / "in.bin").string()},
+        {"--data-dir", dir, "cas", "put", in},
     };
     for (const auto& args : cases) {
       auto r = carsync(tmp, args);
