@@ -1,10 +1,7 @@
 #include "backend/cid.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstdint>
-#include <stdexcept>
 
 namespace carsync::backend {
 
@@ -21,8 +18,6 @@ int base32_value(char c) {
   if (c >= '2' && c <= '7') return c - '2' + 26;
   return -1;
 }
-
-EVP_MD_CTX* evp(void* ctx) { return static_cast<EVP_MD_CTX*>(ctx); }
 
 }  // namespace
 
@@ -83,29 +78,6 @@ Result<Sha256Digest> digest_from_cid(std::string_view cid) {
     if (static_cast<std::byte>(bytes[i]) != kCidPrefix[i]) return bad();
   Sha256Digest d;
   for (std::size_t i = 0; i < d.size(); ++i) d[i] = static_cast<std::byte>(bytes[kCidPrefix.size() + i]);
-  return d;
-}
-
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  // Failure here means OpenSSL itself is broken (out of memory, no sha256): a bug path.
-  if (!ctx_ || EVP_DigestInit_ex(evp(ctx_), EVP_sha256(), nullptr) != 1) {
-    EVP_MD_CTX_free(evp(ctx_));
-    throw std::runtime_error("OpenSSL SHA-256 initialisation failed");
-  }
-}
-
-Sha256::~Sha256() { EVP_MD_CTX_free(evp(ctx_)); }
-
-void Sha256::update(std::span<const std::byte> bytes) {
-  if (EVP_DigestUpdate(evp(ctx_), bytes.data(), bytes.size()) != 1)
-    throw std::runtime_error("OpenSSL SHA-256 update failed");
-}
-
-Sha256Digest Sha256::finish() {
-  Sha256Digest d;
-  unsigned int len = 0;
-  if (EVP_DigestFinal_ex(evp(ctx_), reinterpret_cast<unsigned char*>(d.data()), &len) != 1 || len != d.size())
-    throw std::runtime_error("OpenSSL SHA-256 finalisation failed");
   return d;
 }
 

@@ -2,6 +2,7 @@
 // CIDv1 for raw blobs: multibase 'b' (RFC 4648 base32, lowercase, no padding) of
 // <0x01 version><0x55 raw codec><0x12 sha2-256><0x20 length><32-byte digest>.
 #include "core/error.hpp"
+#include "io/sha256.hpp"
 
 #include <array>
 #include <cstddef>
@@ -11,7 +12,8 @@
 
 namespace carsync::backend {
 
-using Sha256Digest = std::array<std::byte, 32>;
+using io::Sha256;
+using io::Sha256Digest;
 
 std::string cid_from_digest(const Sha256Digest& d);
 // Parses a CID produced by cid_from_digest; anything else is errc::invalid_record.
@@ -19,19 +21,5 @@ Result<Sha256Digest> digest_from_cid(std::string_view cid);
 
 std::string base32_lower(std::span<const std::byte> bytes);
 Result<std::string> base32_decode(std::string_view text);
-
-// Incremental SHA-256 (OpenSSL EVP).
-class Sha256 {
- public:
-  Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void update(std::span<const std::byte> bytes);
-  Sha256Digest finish();
-
- private:
-  void* ctx_;
-};
 
 }  // namespace carsync::backend

@@ -1,5 +1,7 @@
 #include "runtime/consumer_run.hpp"
 
+#include "io/sha256.hpp"
+
 #include "backend/cid.hpp"
 #include "core/apply_state.hpp"
 #include "core/quarantine.hpp"
@@ -46,13 +48,9 @@ std::filesystem::path container_stopped_path(const InstanceContext& ctx) {
 namespace {
 
 std::string sha256_hex(std::string_view text) {
-  backend::Sha256 h;
+  io::Sha256 h;
   h.update(std::as_bytes(std::span(text.data(), text.size())));
-  auto d = h.finish();
-  std::string out;
-  out.reserve(64);
-  for (auto b : d) out += fmt::format("{:02x}", static_cast<unsigned>(b));
-  return out;
+  return io::to_hex(h.finish());
 }
 
 // A non-negative JSON integer, else 0 (sizes and counts from records and state files).
