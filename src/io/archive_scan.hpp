@@ -7,10 +7,12 @@
 #include "core/error.hpp"
 #include "core/path_rules.hpp"
 #include "io/apply_plan.hpp"
+#include "io/sha256.hpp"
 
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,6 +39,9 @@ struct ScanContext {
   bool fsync_blobs = false;
   // Bytes staged so far, for status readers on other threads (nullptr: not counted).
   std::atomic<std::uint64_t>* progress = nullptr;
+  // The archive file must hash to this (hashed while it streams); a mismatch is
+  // errc::corrupt_archive and every staged blob is removed, so nothing is applied.
+  std::optional<Sha256Digest> expected_sha256;
 };
 
 // Scans `archive` (tar compressed with gzip or zstd) and stages every regular member as

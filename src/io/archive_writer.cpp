@@ -3,6 +3,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -62,7 +63,8 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::create(const std::filesyst
   if (archive_write_set_bytes_per_block(a, bytes_per_block) != ARCHIVE_OK ||
       archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK)  // no padding after the stream
     return archive_error(a, "blocking");
-  if (archive_write_open_fd(a, w->fd_.get()) != ARCHIVE_OK) return archive_error(a, "open");
+  if (archive_write_open2(a, w.get(), nullptr, &ArchiveWriter::write_out, nullptr, nullptr) != ARCHIVE_OK)
+    return archive_error(a, "open");
   return w;
 }
 
@@ -130,12 +132,30 @@ Result<void> ArchiveWriter::add_file(std::string_view name, const struct stat& s
   return {};
 }
 
-Result<std::uint64_t> ArchiveWriter::finish() {
+// Every byte leaving the compressor is hashed on its way to the file.
+ssize_t ArchiveWriter::write_out(struct archive* a, void* self, const void* data, std::size_t size) {
+  auto* w = static_cast<ArchiveWriter*>(self);
+  const auto* p = static_cast<const std::byte*>(data);
+  std::size_t left = size;
+  while (left > 0) {
+    const ssize_t n = ::write(w->fd_.get(), p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      archive_set_error(a, errno, "write");
+      return -1;
+    }
+    w->hash_.update({p, static_cast<std::size_t>(n)});
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  w->written_ += size;
+  return static_cast<ssize_t>(size);
+}
+
+Result<ArchiveSeal> ArchiveWriter::finish() {
   finished_ = true;
   if (archive_write_close(a_) != ARCHIVE_OK) return archive_error(a_, "close");
-  struct stat st {};
-  if (::fstat(fd_.get(), &st) != 0) return os_error(errno, "stat archive");
-  return static_cast<std::uint64_t>(st.st_size);
+  return ArchiveSeal{.size = written_, .sha256 = hash_.finish()};
 }
 
 }  // namespace carsync::io

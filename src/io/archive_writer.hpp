@@ -3,9 +3,11 @@
 // file. Members are streamed: file content arrives in chunks, nothing is held whole.
 #include "carsync/config.hpp"
 #include "core/error.hpp"
+#include "io/sha256.hpp"
 #include "io/unique_fd.hpp"
 
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include <atomic>
 #include <cstdint>
@@ -19,11 +21,22 @@ struct archive;
 
 namespace carsync::io {
 
+class ComputePool;
+
 struct ArchiveOptions {
   ArchiveFormat format = ArchiveFormat::tar_gz;
   int level = 6;
   // Content bytes read so far, for status readers on other threads (nullptr: not counted).
   std::atomic<std::uint64_t>* progress = nullptr;
+  // Parallel compression on this pool; nullptr: on the caller's thread only.
+  ComputePool* compute = nullptr;
+};
+
+// What a finished archive is: its size and the SHA-256 of its bytes, hashed as they were
+// written, so neither the upload nor the embedded store reads the file again.
+struct ArchiveSeal {
+  std::uint64_t size = 0;
+  Sha256Digest sha256{};
 };
 
 class ArchiveWriter {
@@ -39,14 +52,18 @@ class ArchiveWriter {
   // through the sink it is given.
   using Fill = std::function<Result<void>(const std::function<Result<void>(std::span<const std::byte>)>&)>;
   Result<void> add_file(std::string_view name, const struct stat& st, const Fill& fill);
-  // Flushes compression and closes; returns the archive size in bytes.
-  Result<std::uint64_t> finish();
+  // Flushes compression and closes; returns the archive's size and digest.
+  Result<ArchiveSeal> finish();
 
  private:
   ArchiveWriter() = default;
   Result<void> header(std::string_view name, const struct stat& st, unsigned type, std::int64_t size);
+  // libarchive's write callback (la_ssize_t is ssize_t on Linux).
+  static ssize_t write_out(struct archive*, void* self, const void* data, std::size_t size);
   struct archive* a_ = nullptr;
   unique_fd fd_;
+  Sha256 hash_;
+  std::uint64_t written_ = 0;
   bool finished_ = false;
 };
 

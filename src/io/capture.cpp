@@ -201,7 +201,8 @@ Result<CaptureStats> build_offline_archive(std::span<const core::ResolvedPath> s
     }
     auto size = (*writer)->finish();
     if (!size) return size.error();
-    stats.archive_size = *size;
+    stats.archive_size = size->size;
+    stats.archive_sha256 = size->sha256;
     return {};
   }();
 

@@ -18,6 +18,7 @@ namespace carsync::io {
 
 struct CaptureStats {
   std::uint64_t archive_size = 0;
+  Sha256Digest archive_sha256{};  // of the archive file's bytes, hashed while written
   std::uint64_t files = 0;
   std::uint64_t directories = 0;
   std::uint64_t content_bytes = 0;

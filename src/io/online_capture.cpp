@@ -221,7 +221,8 @@ Result<CaptureStats> build_online_archive(std::span<const OnlineSource> sources,
       if (auto r = StreamCopy(src, **writer, buffer, cancel, stats).run(); !r) return r;
     auto size = (*writer)->finish();
     if (!size) return size.error();
-    stats.archive_size = *size;
+    stats.archive_size = size->size;
+    stats.archive_sha256 = size->sha256;
     return {};
   }();
 

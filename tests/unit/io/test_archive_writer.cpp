@@ -54,7 +54,7 @@ std::filesystem::path write_sample(const TempDir& dir, const ArchiveOptions& opt
                              fill_with("")));
   auto size = (*w)->finish();
   EXPECT_TRUE(size);
-  EXPECT_EQ(*size, std::filesystem::file_size(path));
+  EXPECT_EQ(size->size, std::filesystem::file_size(path));
   return path;
 }
 

@@ -1,5 +1,6 @@
 #include "io/capture.hpp"
 #include "io/secure_fs.hpp"
+#include "io/sha256.hpp"
 
 #include "support/temp_dir.hpp"
 #include "unit/io/archive_reader.hpp"
@@ -125,6 +126,11 @@ TEST_F(Capture, SingleFileIsOneMemberNamedByContainerPath) {
   EXPECT_EQ(stats->directories, 0u);
   EXPECT_EQ(stats->content_bytes, 10u);
   EXPECT_EQ(stats->archive_size, fs::file_size(out()));
+  // The digest is of the bytes on disk, computed while they were written.
+  const std::string bytes = test::read_file(out());
+  Sha256 h;
+  h.update(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  EXPECT_EQ(to_hex(stats->archive_sha256), to_hex(h.finish()));
 
   struct stat st {};
   ASSERT_EQ(::stat((vol() / "data/foo.bin").c_str(), &st), 0);
