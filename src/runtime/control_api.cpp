@@ -2,6 +2,7 @@
 
 #include "core/json_text.hpp"
 #include "io/history_store.hpp"
+#include "runtime/event_queue.hpp"
 #include "runtime/status_json.hpp"
 
 #include <boost/asio/post.hpp>
@@ -147,29 +148,14 @@ std::string sse(std::string_view event, std::uint64_t id, const json::value& dat
 
 }  // namespace
 
-// One /v1/events client: what the node reported since the last write, every event in order
-// while the client keeps up. A client that falls `max_pending` events behind gets the
-// newest per instance instead (it may skip phases; it always ends on the current state),
-// so a stalled reader costs a bounded amount of memory and never blocks the node.
+// One /v1/events client: its pending events (bounded, see EventQueue) and the timer that
+// wakes its writer.
 struct ControlApi::EventStream {
   static constexpr std::size_t max_pending = 1024;
   explicit EventStream(asio::any_io_executor ex) : wake(std::move(ex), asio::steady_timer::time_point::max()) {}
 
-  void push(const StatusEvent& e) {
-    pending.push_back(e);
-    if (pending.size() <= max_pending) return;
-    std::map<std::string, StatusEvent> newest;
-    for (auto& p : pending) {
-      auto& slot = newest[p.instance.id];
-      if (slot.generation <= p.generation) slot = std::move(p);
-    }
-    pending.clear();
-    for (auto& entry : newest) pending.push_back(std::move(entry.second));
-    std::sort(pending.begin(), pending.end(), [](const auto& a, const auto& b) { return a.generation < b.generation; });
-  }
-
+  EventQueue pending{max_pending};
   asio::steady_timer wake;
-  std::vector<StatusEvent> pending;  // in generation order
   bool stopped = false;
   Subscription subscription;
 };
@@ -218,8 +204,7 @@ Task<void> run_event_stream(std::shared_ptr<ControlApi::EventStream> s, Node& no
         continue;
       }
     }
-    std::vector<StatusEvent> batch;
-    batch.swap(s->pending);
+    const std::vector<StatusEvent> batch = s->pending.take();
     std::string text;
     for (const auto& e : batch) {
       if (e.generation <= sent) continue;  // already in the snapshot
@@ -500,7 +485,7 @@ ControlResponse ControlApi::events() {
   stream->subscription = node_.subscribe([weak](const StatusEvent& e) {
     auto s = weak.lock();
     if (!s) return;
-    s->push(e);
+    s->pending.push(e);
     s->wake.cancel();
   });
   auto snapshot = node_.status();
