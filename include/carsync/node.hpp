@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -112,6 +113,8 @@ class Node {
   Result<void> unhalt(std::string_view id, Completion done = {});
 
   NodeStatus status() const;
+  // One instance's status, without copying every other's; nullopt: no such instance.
+  std::optional<InstanceStatus> status(std::string_view id) const;
   // Every status change from now on, in generation order, on the executor.
   [[nodiscard]] Subscription subscribe(std::function<void(const StatusEvent&)> callback);
 

@@ -115,12 +115,6 @@ std::optional<std::size_t> count_of(const std::string& text) {
   return n;
 }
 
-const InstanceStatus* find(const NodeStatus& s, std::string_view id) {
-  for (const auto& i : s.instances)
-    if (i.id == id) return &i;
-  return nullptr;
-}
-
 // The body as an instance object with its id (the path's, for update).
 Result<json::object> instance_object(const std::string& body, const std::string* path_id) {
   boost::system::error_code ec;
@@ -332,8 +326,7 @@ ControlResponse ControlApi::health() const {
 }
 
 ControlResponse ControlApi::instance(const std::string& id) const {
-  const auto s = node_.status();
-  const auto* i = find(s, id);
+  const auto i = node_.status(id);
   if (!i) return not_found("no instance \"" + id + "\"");
   auto o = to_json(*i);
   o["source"] = file_ids_.contains(id) ? "file" : "api";
@@ -356,7 +349,7 @@ Task<ControlResponse> ControlApi::add(std::string body) {
   if (!object) co_return from_error(object.error());
   if (const auto* given = object->if_contains("id"); given && given->is_string()) {
     const std::string id(given->as_string());
-    if (file_ids_.contains(id) || catalog_.contains(id) || find(node_.status(), id))
+    if (file_ids_.contains(id) || catalog_.contains(id) || node_.status(id))
       co_return error_response(409, "conflict", "instance \"" + id + "\" exists already", "id");
   }
   InstanceConfig config;
@@ -459,7 +452,7 @@ Task<ControlResponse> ControlApi::history(std::string id, std::string dir, std::
   if (dir != "sent" && dir != "received" && dir != "both")
     co_return error_response(400, "bad_request", "dir must be sent, received or both", "dir");
   // The id is one the node knows (validated at configuration): never a path of the caller's.
-  if (!find(node_.status(), id)) co_return not_found("no instance \"" + id + "\"");
+  if (!node_.status(id)) co_return not_found("no instance \"" + id + "\"");
   const auto root = options_.data_dir / "instances" / id / "sync_history";
   auto listed = co_await pool_.run([&] {
     io::HistoryStore store(root);

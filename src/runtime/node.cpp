@@ -679,6 +679,12 @@ NodeStatus Node::status() const {
   return s;
 }
 
+std::optional<InstanceStatus> Node::status(std::string_view id) const {
+  std::lock_guard l(impl_->mu);
+  if (const auto m = impl_->find(id)) return m->status();
+  return std::nullopt;
+}
+
 Subscription Node::subscribe(std::function<void(const StatusEvent&)> callback) {
   std::lock_guard l(impl_->mu);
   const auto key = impl_->next_subscriber++;

@@ -135,6 +135,12 @@ TEST_F(NodeTest, AddPublishApplyAndRemoveAtRuntimeOnTheCallersLoop) {
   ASSERT_TRUE(prov->last_publish.has_value());
   EXPECT_EQ(prov->last_publish->cid, cid);
   EXPECT_GT(prov->last_publish->size, 0u);
+  // One instance's status alone is the same as its entry in the whole node's.
+  const auto one = node.status("cons");
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(one->generation, cons->generation);
+  EXPECT_EQ(one->last_apply->cid, cid);
+  EXPECT_FALSE(node.status("nobody").has_value());
 
   std::optional<Result<void>> removed_p, removed_c;
   ASSERT_TRUE(node.remove_instance("prov", {}, [&](Result<void> r) { removed_p = r; }));
