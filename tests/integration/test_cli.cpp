@@ -1,12 +1,11 @@
 // The operator CLI, run as a separate process the way an operator or supervisor would.
 #include "support/temp_dir.hpp"
+#include "support/shell.hpp"
 
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -22,25 +21,14 @@ struct Run {
   std::string err;
 };
 
-std::string shell_quote(std::string_view s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 // Runs the CLI with `args`, capturing stdout and (via a file) stderr.
 Run carsync(const TempDir& tmp, const std::vector<std::string_view>& args) {
   const auto err_file = tmp / "stderr.txt";
   std::string cmd = shell_quote(CARSYNC_CLI_PATH);
   for (auto a : args) cmd += " " + shell_quote(a);
   cmd += " 2>" + shell_quote(err_file.string());
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) throw std::runtime_error("popen failed");
-  std::string out;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, read_file(err_file)};
+  auto r = shell(cmd);
+  return {r.exit_code, std::move(r.out), read_file(err_file)};
 }
 
 class CliTest : public ::testing::Test {

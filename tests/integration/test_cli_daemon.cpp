@@ -3,6 +3,7 @@
 // terminal, through tmux while a big snapshot is archived and uploaded.
 #include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/shell.hpp"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
@@ -30,12 +31,6 @@ struct CliRun {
   std::string out;
   std::string err;
 };
-
-std::string shell_quote(std::string_view s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 class CliDaemon : public ::testing::Test {
  protected:
@@ -76,13 +71,8 @@ class CliDaemon : public ::testing::Test {
     if (std::find(args.begin(), args.end(), "--socket") == args.end()) cmd += " --socket " + shell_quote(socket);
     for (const auto& a : args) cmd += " " + shell_quote(a);
     cmd += " <" + shell_quote(in_file.string()) + " 2>" + shell_quote(err_file.string());
-    FILE* pipe = ::popen(cmd.c_str(), "r");
-    if (!pipe) throw std::runtime_error("popen failed");
-    std::string out;
-    char buf[4096];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) out.append(buf, n);
-    const int status = ::pclose(pipe);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, read_file(err_file)};
+    auto r = shell(cmd);
+    return {r.exit_code, std::move(r.out), read_file(err_file)};
   }
 
   json::object status_json(const std::string& id) {

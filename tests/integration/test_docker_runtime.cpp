@@ -1,6 +1,7 @@
 // DockerRuntime against a real, private Docker Engine (tests/fixtures/dockerd.sh). Where
 // dockerd cannot run, the engine tests skip and say why; the transport tests always run.
 #include "net/docker_client.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 
 #include <archive.h>
@@ -11,10 +12,8 @@
 #include <boost/asio/use_future.hpp>
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -23,6 +22,8 @@
 namespace {
 
 using namespace carsync;
+using test::shell;
+using test::shell_quote;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
@@ -76,16 +77,10 @@ class Dockerd : public ::testing::Environment {
   static fs::path script_path() { return fs::path(__FILE__).parent_path().parent_path() / "fixtures/dockerd.sh"; }
 
   int script(const char* verb, std::string* out = nullptr) {
-    std::string cmd = "bash '" + script_path().string() + "' " + verb + " '" + dir_->path().string() + "' 2>'" +
-                      (dir_->path() / "fixture.err").string() + "'";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (!p) return -1;
-    char buf[512];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0)
-      if (out) out->append(buf, n);
-    int status = ::pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    auto r = shell("bash " + shell_quote(script_path().string()) + " " + verb + " " + shell_quote(dir_->path().string()) +
+                   " 2>" + shell_quote((dir_->path() / "fixture.err").string()));
+    if (out) *out += r.out;
+    return r.exit_code;
   }
 
   void start() {

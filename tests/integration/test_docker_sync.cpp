@@ -7,6 +7,7 @@
 #include "net/docker_client.hpp"
 #include "support/temp_dir.hpp"
 #include "support/tree_snapshot.hpp"
+#include "support/shell.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -22,7 +23,6 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -57,29 +57,6 @@ T run(asio::awaitable<T> op) {
   auto result = asio::co_spawn(ioc, std::move(op), asio::use_future);
   ioc.run();
   return result.get();
-}
-
-std::string shell_quote(std::string_view s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-struct ShellRun {
-  int exit_code = -1;
-  std::string out;
-};
-
-// stdout captured; stderr goes to the test's stderr.
-ShellRun shell(const std::string& cmd) {
-  ShellRun r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) throw std::runtime_error("popen failed: " + cmd);
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) r.out.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
 }
 
 bool poll_until(Clock::duration limit, const std::function<bool()>& ready) {

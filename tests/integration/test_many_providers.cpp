@@ -5,6 +5,7 @@
 #include "io/unique_fd.hpp"
 #include "support/temp_dir.hpp"
 #include "support/time_scale.hpp"
+#include "support/shell.hpp"
 #include "unit/io/archive_reader.hpp"
 
 #include <boost/json.hpp>
@@ -41,29 +42,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int instance_count = 50;
 constexpr auto poll_step = std::chrono::milliseconds(20);
-
-std::string shell_quote(std::string_view s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-struct Run {
-  int exit_code = -1;
-  std::string out;
-};
-
-// Runs a shell command, capturing stdout (stderr goes to the test's stderr).
-Run shell(const std::string& cmd) {
-  Run r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (!pipe) throw std::runtime_error("popen failed: " + cmd);
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, pipe)) > 0;) r.out.append(buf, n);
-  const int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 // carsyncd as a child process. Its stdout and stderr go to a pipe that a thread drains
 // (so the daemon never blocks on logging) and searches for lines the test waits for.

@@ -6,6 +6,7 @@
 #include "carsync/node.hpp"
 #include "support/child_process.hpp"
 #include "support/run_until.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/unix_http.hpp"
 
@@ -13,11 +14,9 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -31,7 +30,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using test::ShellRun;
 using test::TempDir;
+using test::shell;
+using test::shell_quote;
 using test::write_file;
 
 constexpr const char* promtool = "/usr/bin/promtool";
@@ -46,23 +48,10 @@ std::optional<double> sample(const std::string& text, const std::string& series)
   return std::nullopt;
 }
 
-struct Checked {
-  int status = -1;
-  std::string output;
-};
-
 // `promtool check metrics` reads the exposition on stdin; it prints every lint problem and
 // exits non-zero on a parse error or a lint problem.
-Checked promtool_check(const fs::path& file) {
-  Checked c;
-  const std::string cmd = std::string(promtool) + " check metrics < '" + file.string() + "' 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return c;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) c.output.append(buf, n);
-  const int st = ::pclose(p);
-  c.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return c;
+ShellRun promtool_check(const fs::path& file) {
+  return shell(std::string(promtool) + " check metrics < " + shell_quote(file.string()) + " 2>&1");
 }
 
 class MetricsTest : public ::testing::Test {
@@ -200,8 +189,8 @@ TEST_F(MetricsTest, SeriesMoveWithARealSyncAndPassPromtool) {
   }
   write_file(tmp / "metrics.txt", synced);
   const auto checked = promtool_check(tmp / "metrics.txt");
-  EXPECT_EQ(checked.status, 0) << checked.output << "\n" << synced;
-  EXPECT_EQ(checked.output, "") << "lint problems:\n" << checked.output;
+  EXPECT_EQ(checked.exit_code, 0) << checked.out << "\n" << synced;
+  EXPECT_EQ(checked.out, "") << "lint problems:\n" << checked.out;
 }
 
 // A failure is counted by its stage, and a promtool-clean text still results.
@@ -230,8 +219,8 @@ TEST_F(MetricsTest, AFailedRequestIsCountedByItsStage) {
   if (fs::exists(promtool)) {
     write_file(tmp / "metrics.txt", text);
     const auto checked = promtool_check(tmp / "metrics.txt");
-    EXPECT_EQ(checked.status, 0) << checked.output;
-    EXPECT_EQ(checked.output, "") << checked.output;
+    EXPECT_EQ(checked.exit_code, 0) << checked.out;
+    EXPECT_EQ(checked.out, "") << checked.out;
   }
   node.stop();
   ASSERT_TRUE(run_until([&] { return node.wait_for(0ms); }));
@@ -287,8 +276,8 @@ TEST_F(MetricsTest, CarsyncdServesMetricsOnTheSocketAndOnMetricsListen) {
   if (fs::exists(promtool)) {
     write_file(tmp / "metrics.txt", on_socket.body);
     const auto checked = promtool_check(tmp / "metrics.txt");
-    EXPECT_EQ(checked.status, 0) << checked.output;
-    EXPECT_EQ(checked.output, "") << checked.output;
+    EXPECT_EQ(checked.exit_code, 0) << checked.out;
+    EXPECT_EQ(checked.out, "") << checked.out;
   }
   EXPECT_EQ(d.terminate(20s), 0) << d.output();
 }
