@@ -3,11 +3,11 @@
 // and log every boot and SIGTERM, so each test can see from the app's side that it was
 // stopped before its volume was read or written and started again afterwards. Where
 // dockerd cannot run, every test skips with the fixture's reason.
-#include "io/unique_fd.hpp"
 #include "net/docker_client.hpp"
+#include "support/child_process.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/tree_snapshot.hpp"
-#include "support/shell.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -17,12 +17,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -34,8 +32,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-
-extern char** environ;
 
 namespace carsync::test {
 namespace {
@@ -251,76 +247,11 @@ class AppContainer {
 
 // --- carsyncd -----------------------------------------------------------------------------
 
-// carsyncd as a child process; a thread drains its output (so it never blocks on logging)
-// and keeps it for failure messages. Stopped with SIGTERM, so that lifecycles in flight
-// give their containers back; SIGKILL after 15 s.
-class Daemon {
- public:
-  explicit Daemon(const fs::path& config) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-    io::unique_fd read_end(fds[0]), write_end(fds[1]);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
-    std::string path = CARSYNCD_PATH, flag = "--config", file = config.string();
-    char* argv[] = {path.data(), flag.data(), file.data(), nullptr};
-    const int rc = ::posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw std::runtime_error("posix_spawn carsyncd failed");
-    write_end.reset();
-
-    reader_ = std::thread([this, fd = std::move(read_end)] {
-      char buf[4096];
-      for (;;) {
-        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        std::lock_guard lock(mu_);
-        if (n <= 0) {
-          eof_ = true;
-          changed_.notify_all();
-          return;
-        }
-        log_.append(buf, static_cast<std::size_t>(n));
-        changed_.notify_all();
-      }
-    });
-  }
-
-  ~Daemon() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      if (!exited_within(15s)) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-      }
-    }
-    if (reader_.joinable()) reader_.join();
-  }
-
-  bool wait_for_output(std::string_view text, Clock::duration limit) {
-    std::unique_lock lock(mu_);
-    changed_.wait_for(lock, limit, [&] { return log_.find(text) != std::string::npos || eof_; });
-    return log_.find(text) != std::string::npos;
-  }
-
-  std::string output() {
-    std::lock_guard lock(mu_);
-    return log_;
-  }
-
- private:
-  bool exited_within(Clock::duration limit) {
-    return poll_until(limit, [&] { return ::waitpid(pid_, nullptr, WNOHANG) == pid_; });
-  }
-
-  pid_t pid_ = -1;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable changed_;
-  std::string log_;
-  bool eof_ = false;
+// carsyncd as a child process, stopped with SIGTERM so that lifecycles in flight give their
+// containers back; SIGKILL after 15 s.
+struct Daemon : ChildProcess {
+  explicit Daemon(const fs::path& config) : ChildProcess({CARSYNCD_PATH, "--config", config.string()}) {}
+  ~Daemon() { terminate(15s); }  // SIGKILL (ChildProcess) only if it has not exited by then
 };
 
 // --- The tests ----------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 // moment; every instance must answer, publish its own record under its own SYNC.KEY, and
 // store an archive whose members and bytes match its volume. Checked through the operator
 // CLI and GNU tar, the way an operator would look.
-#include "io/unique_fd.hpp"
+#include "support/child_process.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/time_scale.hpp"
-#include "support/shell.hpp"
 #include "unit/io/archive_reader.hpp"
 
 #include <boost/json.hpp>
@@ -13,12 +13,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -31,8 +29,6 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
-
 namespace carsync::test {
 namespace {
 
@@ -42,88 +38,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int instance_count = 50;
 constexpr auto poll_step = std::chrono::milliseconds(20);
-
-// carsyncd as a child process. Its stdout and stderr go to a pipe that a thread drains
-// (so the daemon never blocks on logging) and searches for lines the test waits for.
-class Daemon {
- public:
-  explicit Daemon(const fs::path& config) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-    io::unique_fd read_end(fds[0]), write_end(fds[1]);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
-    std::string path = CARSYNCD_PATH, flag = "--config", file = config.string();
-    char* argv[] = {path.data(), flag.data(), file.data(), nullptr};
-    const int rc = ::posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw std::runtime_error("posix_spawn carsyncd failed");
-    write_end.reset();  // EOF on the read end once the daemon exits
-
-    reader_ = std::thread([this, fd = std::move(read_end)] {
-      char buf[4096];
-      for (;;) {
-        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        std::lock_guard lock(mu_);
-        if (n <= 0) {
-          eof_ = true;
-          changed_.notify_all();
-          return;
-        }
-        log_.append(buf, static_cast<std::size_t>(n));
-        changed_.notify_all();
-      }
-    });
-  }
-
-  ~Daemon() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (reader_.joinable()) reader_.join();
-  }
-
-  // True once `text` has appeared in the output; false at the deadline or at EOF.
-  bool wait_for_output(std::string_view text, Clock::duration limit) {
-    std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, limit, [&] { return log_.find(text) != std::string::npos || eof_; }) &&
-           log_.find(text) != std::string::npos;
-  }
-
-  std::string output() {
-    std::lock_guard lock(mu_);
-    return log_;
-  }
-
-  // SIGTERM, then the exit status within `limit` (nullopt: still running, then killed).
-  std::optional<int> terminate(Clock::duration limit) {
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + limit;
-    int status = 0;
-    while (Clock::now() < deadline) {
-      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(poll_step);
-    }
-    return std::nullopt;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable changed_;
-  std::string log_;
-  bool eof_ = false;
-};
 
 // One provider instance's layout and the bytes it publishes.
 struct Instance {
@@ -214,7 +128,7 @@ TEST(ManyProviders, FiftyInstancesPublishConcurrently) {
   const fs::path data_dir = tmp / "data";
   write_file(tmp / "node.json", json::serialize(node_config(tmp, instances)));
 
-  Daemon daemon(tmp / "node.json");
+  ChildProcess daemon({CARSYNCD_PATH, "--config", (tmp / "node.json").string()});
   ASSERT_TRUE(daemon.wait_for_output("carsyncd ready", std::chrono::seconds(30))) << daemon.output();
   for (const auto& inst : instances) ASSERT_TRUE(fs::is_directory(inst.control_dir())) << inst.id;
 

@@ -3,7 +3,7 @@
 // byte for byte, in the consumer's volume with last_apply.json naming the published CID,
 // and a second snapshot follows it. The consumer learns of each record through the
 // store's change notification across processes (the safety rescan is an hour away).
-#include "io/unique_fd.hpp"
+#include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
 #include "support/tree_snapshot.hpp"
 
@@ -12,12 +12,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -27,8 +25,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-
-extern char** environ;
 
 namespace carsync::test {
 namespace {
@@ -41,83 +37,9 @@ constexpr auto poll_step = std::chrono::milliseconds(20);
 constexpr auto apply_deadline = std::chrono::seconds(60);
 constexpr std::string_view sync_key = "0f3c5a7e-9b1d-4e2f-8a6c-4d2e0b9f7a13";
 
-// carsyncd as a child process; a thread drains its output (so it never blocks on logging)
-// and keeps it for failure messages.
-class Daemon {
- public:
-  explicit Daemon(const fs::path& config) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-    io::unique_fd read_end(fds[0]), write_end(fds[1]);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDERR_FILENO);
-    std::string path = CARSYNCD_PATH, flag = "--config", file = config.string();
-    char* argv[] = {path.data(), flag.data(), file.data(), nullptr};
-    const int rc = ::posix_spawn(&pid_, path.c_str(), &actions, nullptr, argv, environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw std::runtime_error("posix_spawn carsyncd failed");
-    write_end.reset();  // EOF on the read end once the daemon exits
-
-    reader_ = std::thread([this, fd = std::move(read_end)] {
-      char buf[4096];
-      for (;;) {
-        const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        std::lock_guard lock(mu_);
-        if (n <= 0) {
-          eof_ = true;
-          changed_.notify_all();
-          return;
-        }
-        log_.append(buf, static_cast<std::size_t>(n));
-        changed_.notify_all();
-      }
-    });
-  }
-
-  ~Daemon() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (reader_.joinable()) reader_.join();
-  }
-
-  bool wait_for_output(std::string_view text, Clock::duration limit) {
-    std::unique_lock lock(mu_);
-    changed_.wait_for(lock, limit, [&] { return log_.find(text) != std::string::npos || eof_; });
-    return log_.find(text) != std::string::npos;
-  }
-
-  std::string output() {
-    std::lock_guard lock(mu_);
-    return log_;
-  }
-
-  void signal_term() const { ::kill(pid_, SIGTERM); }
-
-  // The exit status once the process has exited, within `limit`.
-  std::optional<int> wait_exit(Clock::time_point deadline) {
-    int status = 0;
-    while (Clock::now() < deadline) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return status;
-      }
-      std::this_thread::sleep_for(poll_step);
-    }
-    return std::nullopt;
-  }
-
- private:
-  pid_t pid_ = -1;
-  std::thread reader_;
-  std::mutex mu_;
-  std::condition_variable changed_;
-  std::string log_;
-  bool eof_ = false;
+// carsyncd as a child process (its output kept for failure messages).
+struct Daemon : ChildProcess {
+  explicit Daemon(const fs::path& config) : ChildProcess({CARSYNCD_PATH, "--config", config.string()}) {}
 };
 
 // A JSON object file written atomically by carsyncd; nullopt while absent.
@@ -268,11 +190,10 @@ TEST_F(TwoDaemons, ConsumerProcessAppliesWhatProviderProcessPublishes) {
   EXPECT_NE(second, first);
   EXPECT_EQ(normalised(snapshot_tree(consumer.data_volume)), expected());
 
-  a.signal_term();
-  b.signal_term();
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  a.signal(SIGTERM);
+  b.signal(SIGTERM);
   for (auto* d : {&a, &b}) {
-    const auto status = d->wait_exit(deadline);
+    const auto status = d->wait_exit(std::chrono::seconds(30));
     ASSERT_TRUE(status.has_value()) << "carsyncd did not exit within 30 s of SIGTERM\n" << d->output();
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status << "\n" << d->output();
   }
