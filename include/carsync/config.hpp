@@ -91,6 +91,8 @@ struct RuntimeLimits {
   unsigned uring_queue_depth = 16;
   std::size_t read_block_size = 256 * 1024;
   std::chrono::seconds rescan_interval{30};       // safety rescan of every control dir
+  // While a step moves bytes, its progress is announced (StatusEvent::progress) this often.
+  std::chrono::milliseconds progress_interval{500};
   std::chrono::seconds step_timeout{600};         // deadline of one archive build / upload / apply step
   std::chrono::seconds store_timeout{60};         // deadline of one store call
   std::chrono::seconds shutdown_grace{30};        // bounded wait before terminal cancellation

@@ -114,6 +114,9 @@ struct StatusEvent {
   std::uint64_t generation = 0;
   InstanceStatus instance;  // the instance's status after the change
   bool removed = false;     // the instance left the node (instance holds its last status)
+  // Only the byte counters moved: a sample of a step in progress, sent every
+  // limits.progress_interval while the counter moves (phase changes are never of this kind).
+  bool progress = false;
 };
 
 }  // namespace carsync

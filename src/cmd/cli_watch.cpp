@@ -151,7 +151,7 @@ asio::awaitable<void> follow(Watch& w, net::HttpClient& http) {
 
 // Terminal mode: the frame is redrawn on changes (at most 5 times a second) and every
 // second (ages move). The stream itself carries progress: the node samples the instances
-// that move bytes every 0.5 s (docs/control-api.md, Events).
+// that move bytes every limits.progress_interval_ms (docs/control-api.md, Events).
 asio::awaitable<void> redraw(Watch& w) {
   asio::steady_timer timer(w.io);
   for (;;) {

@@ -49,54 +49,30 @@ std::optional<std::string> ProgressLog::observe(const InstanceStatus& s, Clock::
                      format_bytes(s.progress.total), pct, rate);
 }
 
-struct ProgressReporter::State : std::enable_shared_from_this<State> {
-  State(Node& n, std::chrono::milliseconds s, Now clock)
-      : node(n), sample(s), now(std::move(clock)), timer(n.get_executor()) {}
-
-  void log(const InstanceStatus& s) {
-    if (auto line = log_state.observe(s, now())) spdlog::info("{}", *line);
-  }
-
-  void arm() {
-    timer.expires_after(sample);
-    timer.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
-      auto self = weak.lock();
-      if (ec || !self || self->stopped) return;
-      // Only while a step with bytes runs: status() copies every instance.
-      if (self->log_state.active())
-        for (const auto& s : self->node.status().instances) self->log(s);
-      self->arm();
-    });
-  }
-
-  Node& node;
-  std::chrono::milliseconds sample;
+struct ProgressReporter::State {
+  explicit State(Now clock) : now(std::move(clock)) {}
   Now now;
-  boost::asio::steady_timer timer;
-  ProgressLog log_state;
+  ProgressLog log;
   Subscription sub;
-  bool stopped = false;
 };
 
-ProgressReporter::ProgressReporter(Node& node, std::chrono::milliseconds sample, Now now)
-    : state_(std::make_shared<State>(node, sample, std::move(now))) {
+ProgressReporter::ProgressReporter(Node& node, Now now) : state_(std::make_shared<State>(std::move(now))) {
   std::weak_ptr<State> weak = state_;
   state_->sub = node.subscribe([weak](const StatusEvent& e) {
     auto self = weak.lock();
     if (!self) return;
-    if (e.removed) self->log_state.forget(e.instance.id);
-    else self->log_state.note_phase(e.instance, self->now());
+    if (e.removed) {
+      self->log.forget(e.instance.id);
+    } else if (auto line = self->log.observe(e.instance, self->now())) {
+      spdlog::info("{}", *line);
+    }
   });
-  state_->arm();
 }
 
 ProgressReporter::~ProgressReporter() { stop(); }
 
 void ProgressReporter::stop() {
-  if (!state_ || state_->stopped) return;
-  state_->stopped = true;
-  state_->sub.reset();
-  state_->timer.cancel();
+  if (state_) state_->sub.reset();
 }
 
 }  // namespace carsync::cmd

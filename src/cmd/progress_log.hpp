@@ -2,13 +2,10 @@
 // Progress lines for long steps: while an instance is in a phase with byte progress
 // (archiving, uploading, downloading, scanning, applying), at most one line per interval:
 //   [id] uploading 412.0 MiB / 1.0 GiB (40%), 52.3 MiB/s
-// A step shorter than the interval logs nothing. Status events announce phase changes; the
-// byte counters move between events, so the reporter also samples Node::status() once a
-// second while some instance is in such a phase.
+// A step shorter than the interval logs nothing. The node's events carry the counters: phase
+// changes, and progress samples while a step moves bytes (limits.progress_interval).
 #include "carsync/node.hpp"
 #include "carsync/status.hpp"
-
-#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -32,14 +29,14 @@ class ProgressLog {
   explicit ProgressLog(Clock::duration interval = std::chrono::seconds(5)) : interval_(interval) {}
 
   std::optional<std::string> observe(const InstanceStatus& status, Clock::time_point now);
-  // A status whose byte counters may be stale (a status event: it announces the phase, the
-  // counters move between events): starts or ends a step, never logs.
+  // Starts or ends a step without logging; a new step's first line is due one interval on.
   void note_phase(const InstanceStatus& status, Clock::time_point now);
   void forget(const std::string& id) { tracked_.erase(id); }
   // Some instance is in a phase with byte progress.
   bool active() const noexcept { return !tracked_.empty(); }
 
  private:
+
   struct Step {
     Phase phase;
     Clock::time_point mark;     // the step's start or its last line
@@ -49,14 +46,12 @@ class ProgressLog {
   std::map<std::string, Step, std::less<>> tracked_;
 };
 
-// Runs a ProgressLog on a node: subscribes to its events and samples its status every
-// `sample` while active, logging lines with spdlog::info on the node's executor. stop()
-// (or destruction; both on the executor) ends it; until then it keeps a timer pending.
+// Runs a ProgressLog on a node's events, logging lines with spdlog::info on the node's
+// executor. stop() (or destruction; both on the executor) ends it.
 class ProgressReporter {
  public:
   using Now = std::function<ProgressLog::Clock::time_point()>;
-  explicit ProgressReporter(Node& node, std::chrono::milliseconds sample = std::chrono::seconds(1),
-                            Now now = [] { return ProgressLog::Clock::now(); });
+  explicit ProgressReporter(Node& node, Now now = [] { return ProgressLog::Clock::now(); });
   ~ProgressReporter();
   ProgressReporter(const ProgressReporter&) = delete;
   ProgressReporter& operator=(const ProgressReporter&) = delete;

@@ -34,7 +34,8 @@ constexpr std::string_view node_keys[] = {"data_dir",      "node_id",        "ba
 constexpr std::string_view backend_keys[] = {"kind", "cstore_url", "r1fs_url", "store_dir"};
 constexpr std::string_view limits_keys[] = {
     "archive_workers", "io_workers",      "uring_queue_depth", "read_block_size",   "rescan_interval_s",
-    "step_timeout_s",  "store_timeout_s", "shutdown_grace_s",  "cleanup_timeout_s", "history_keep", "file_engine"};
+    "step_timeout_s",  "store_timeout_s", "shutdown_grace_s",  "cleanup_timeout_s", "history_keep", "file_engine",
+    "progress_interval_ms"};
 constexpr std::string_view image_keys[] = {"dir", "size_mib"};
 constexpr std::string_view instance_keys[] = {"id",      "container", "system_volume", "system_volume_image",
                                               "volumes", "SYNC"};
@@ -172,6 +173,11 @@ RuntimeLimits parse_limits(const json::value* v) {
   read_limit(o, "uring_queue_depth", l.uring_queue_depth, 1, 4096);
   read_limit(o, "read_block_size", l.read_block_size, 4096, 64 * 1024 * 1024);
   read_seconds(o, "rescan_interval_s", l.rescan_interval);
+  {
+    auto ms = static_cast<std::uint64_t>(l.progress_interval.count());
+    read_limit(o, "progress_interval_ms", ms, 50, 60'000);
+    l.progress_interval = std::chrono::milliseconds(ms);
+  }
   read_seconds(o, "step_timeout_s", l.step_timeout);
   read_seconds(o, "store_timeout_s", l.store_timeout);
   read_seconds(o, "shutdown_grace_s", l.shutdown_grace);

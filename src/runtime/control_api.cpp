@@ -156,45 +156,22 @@ struct ControlApi::EventStream {
 
 namespace {
 
-struct StreamTiming {
-  std::chrono::steady_clock::duration keep_alive;
-  std::chrono::steady_clock::duration progress;
-};
-
-// Status events carry phase changes; bytes move in between. While an instance this client
-// knows of moves bytes, its status is sampled every `progress` and sent when it moved.
-Task<void> run_event_stream(std::shared_ptr<ControlApi::EventStream> s, Node& node, NodeStatus snapshot,
-                            StreamTiming timing, net::StreamWriter& out) {
+// The snapshot, then every event the node reports (progress samples included), with a
+// comment line after `keep_alive` of silence so proxies and clients see the stream alive.
+Task<void> run_event_stream(std::shared_ptr<ControlApi::EventStream> s, NodeStatus snapshot,
+                            std::chrono::steady_clock::duration keep_alive, net::StreamWriter& out) {
   std::uint64_t sent = snapshot.generation;
-  std::map<std::string, std::pair<Phase, Progress>> told;
-  for (const auto& i : snapshot.instances) told[i.id] = {i.phase, i.progress};
   std::string first = "retry: 2000\n\n" + sse("snapshot", sent, to_json(snapshot));
   auto w = co_await out.write(std::move(first));
-  auto quiet_since = std::chrono::steady_clock::now();
   while (w && !s->stopped) {
     if (s->pending.empty()) {
-      bool busy = false;
-      for (const auto& entry : told) busy = busy || moves_bytes(entry.second.first);
-      s->wake.expires_after(busy ? timing.progress : timing.keep_alive);
+      s->wake.expires_after(keep_alive);
       boost::system::error_code ec;
       co_await s->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       auto cs = co_await asio::this_coro::cancellation_state;
       if (s->stopped || cs.cancelled() != asio::cancellation_type::none) break;
       if (s->pending.empty()) {
-        std::string text;
-        if (busy) {
-          for (const auto& i : node.status().instances) {
-            auto it = told.find(i.id);
-            if (it == told.end() || !moves_bytes(i.phase) || it->second.second.done == i.progress.done) continue;
-            it->second = {i.phase, i.progress};
-            text += sse("instance", i.generation, to_json(StatusEvent{i.generation, i, false}));
-          }
-        }
-        const auto now = std::chrono::steady_clock::now();
-        if (text.empty() && now - quiet_since < timing.keep_alive) continue;
-        if (text.empty()) text = ": keep-alive\n\n";
-        quiet_since = now;
-        w = co_await out.write(std::move(text));
+        if (!ec) w = co_await out.write(": keep-alive\n\n");  // the timer ran out: a quiet stream
         continue;
       }
     }
@@ -202,15 +179,10 @@ Task<void> run_event_stream(std::shared_ptr<ControlApi::EventStream> s, Node& no
     std::string text;
     for (const auto& e : batch) {
       if (e.generation <= sent) continue;  // already in the snapshot
-      if (e.removed) told.erase(e.instance.id);
-      else told[e.instance.id] = {e.instance.phase, e.instance.progress};
       text += sse("instance", e.generation, to_json(e));
       sent = e.generation;
     }
-    if (!text.empty()) {
-      quiet_since = std::chrono::steady_clock::now();
-      w = co_await out.write(std::move(text));
-    }
+    if (!text.empty()) w = co_await out.write(std::move(text));
   }
   s->subscription.reset();
 }
@@ -487,9 +459,8 @@ ControlResponse ControlApi::events() {
   ControlResponse r;
   r.content_type = "text/event-stream";
   r.headers.emplace_back("Cache-Control", "no-store");
-  const StreamTiming timing{options_.keep_alive_interval, options_.progress_interval};
-  r.stream = [stream, &node = node_, snapshot = std::move(snapshot), timing](net::StreamWriter& out) {
-    return run_event_stream(stream, node, snapshot, timing, out);
+  r.stream = [stream, snapshot = std::move(snapshot), keep_alive = options_.keep_alive_interval](net::StreamWriter& out) {
+    return run_event_stream(stream, snapshot, keep_alive, out);
   };
   return r;
 }

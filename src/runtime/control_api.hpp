@@ -31,8 +31,6 @@ struct ControlApiOptions {
   // for a running request); past it the answer is 504 and the work goes on.
   std::chrono::steady_clock::duration change_timeout = std::chrono::minutes(30);
   std::chrono::steady_clock::duration keep_alive_interval = std::chrono::seconds(15);
-  // How often an event stream samples the progress of instances that move bytes.
-  std::chrono::steady_clock::duration progress_interval = std::chrono::milliseconds(500);
   // GET / and GET /metrics.
   std::function<std::string(const NodeStatus&)> render_page;
   std::function<std::string()> metrics_text;

@@ -41,6 +41,7 @@ class StatusCell {
       f(status_);
       if (!notify_) return;
       copy = status_;
+      copy.progress = current_progress();
     }
     notify_(copy);  // stamps copy.generation
     std::lock_guard lock(mu_);
@@ -49,7 +50,7 @@ class StatusCell {
   InstanceStatus snapshot() const {
     std::lock_guard lock(mu_);
     InstanceStatus s = status_;
-    s.progress = {progress_done_.load(std::memory_order_relaxed), progress_total_.load(std::memory_order_relaxed)};
+    s.progress = current_progress();
     return s;
   }
 
@@ -71,6 +72,10 @@ class StatusCell {
   }
 
  private:
+  Progress current_progress() const noexcept {
+    return {progress_done_.load(std::memory_order_relaxed), progress_total_.load(std::memory_order_relaxed)};
+  }
+
   mutable std::mutex mu_;
   InstanceStatus status_;
   Notify notify_;

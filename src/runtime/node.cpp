@@ -92,6 +92,11 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
   runtime::DirWatcher control_watch;
   std::unordered_map<int, std::shared_ptr<InstanceSupervisor>> watched;  // wd -> instance
   asio::steady_timer rescan;
+  // Expires at max while no instance moves bytes; a phase that moves them arms it.
+  asio::steady_timer progress_wake;
+  // id -> the phase and bytes last announced by a sample (executor); a phase change
+  // announces 0 bytes, since each step starts its counters at 0.
+  std::map<std::string, std::pair<Phase, std::uint64_t>> progress_told;
   asio::steady_timer stop_requested;  // cancelled by stop(): wakes serve()
   asio::experimental::channel<void(boost::system::error_code)> ops_wake;
   runtime::TaskGroup services_group;  // watchers, rescan, the op loop
@@ -122,6 +127,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
         engine(io::select_engine(cfg.limits.file_engine)),
         control_watch(ex),
         rescan(ex),
+        progress_wake(ex, asio::steady_timer::time_point::max()),
         stop_requested(ex, asio::steady_timer::time_point::max()),
         ops_wake(ex, 1),
         services_group(ex, "node"),
@@ -184,14 +190,16 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
   }
 
   // Stamps a generation and tells every subscriber (on the executor).
-  void announce(InstanceStatus& s, bool removed) {
+  void announce(InstanceStatus& s, bool removed, bool progress = false) {
     std::vector<std::pair<std::uint64_t, std::function<void(const StatusEvent&)>>> to_call;
     {
       std::lock_guard l(mu);
       s.generation = ++generation;
       for (const auto& [key, cb] : subscribers) to_call.emplace_back(key, cb);
     }
-    StatusEvent ev{.generation = s.generation, .instance = s, .removed = removed};
+    StatusEvent ev{.generation = s.generation, .instance = s, .removed = removed, .progress = progress};
+    if (!progress && !removed && moves_bytes(s.phase))
+      asio::post(ex, [self = shared_from_this()] { self->arm_progress(); });
     std::lock_guard in_callbacks(calling);
     for (const auto& [key, cb] : to_call) {
       {
@@ -357,6 +365,46 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
     }
   }
 
+  // ---- progress events ----------------------------------------------------------------
+  // Status events announce phase changes; bytes move in between. While some instance is in a
+  // phase that moves bytes, the node samples it every progress_interval and announces the
+  // sample when its counter moved, so every subscriber (event streams, the daemon's progress
+  // lines) gets the same samples instead of each polling status().
+
+  void arm_progress() {
+    if (progress_wake.expiry() == asio::steady_timer::time_point::max())
+      progress_wake.expires_after(cfg.limits.progress_interval);  // wakes progress_loop's wait
+  }
+
+  asio::awaitable<void> progress_loop() {
+    for (;;) {
+      boost::system::error_code ec;
+      co_await progress_wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (state != State::running) co_return;
+      if (ec) continue;  // re-armed (or cancelled by shutdown): wait for the new expiry
+      bool busy = false;
+      for (const auto& sup : snapshot_members()) {
+        auto s = sup->status();
+        if (!moves_bytes(s.phase)) {
+          progress_told.erase(s.id);
+          continue;
+        }
+        busy = true;
+        auto& told = progress_told[s.id];
+        if (told.first != s.phase) told = {s.phase, 0};
+        if (told.second == s.progress.done) continue;
+        told.second = s.progress.done;
+        announce(s, false, /*progress=*/true);
+      }
+      if (busy) {
+        progress_wake.expires_after(cfg.limits.progress_interval);
+      } else {
+        progress_told.clear();  // also forgets instances removed mid-step
+        progress_wake.expires_at(asio::steady_timer::time_point::max());
+      }
+    }
+  }
+
   // ---- the node's main coroutine ------------------------------------------------------
 
   asio::awaitable<void> serve() {
@@ -379,6 +427,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
       }
       services_group.spawn(control_watch.run());
       services_group.spawn(rescan_loop());
+      services_group.spawn(progress_loop());
       std::size_t active = 0;
       for (const auto& sup : snapshot_members()) {
         if (!sup->active()) continue;
@@ -402,6 +451,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
     const auto t0 = std::chrono::steady_clock::now();
     spdlog::info("shutting down: waiting up to {} s for running requests", cfg.limits.shutdown_grace.count());
     rescan.cancel();
+    progress_wake.cancel();
     control_watch.close();
     if (local_kv) local_kv->close();
     ops_wake.close();

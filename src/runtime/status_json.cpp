@@ -64,7 +64,10 @@ json::object to_json(const NodeStatus& s) {
 }
 
 json::object to_json(const StatusEvent& e) {
-  return {{"generation", e.generation}, {"removed", e.removed}, {"instance", to_json(e.instance)}};
+  return {{"generation", e.generation},
+          {"removed", e.removed},
+          {"progress", e.progress},
+          {"instance", to_json(e.instance)}};
 }
 
 }  // namespace carsync::runtime

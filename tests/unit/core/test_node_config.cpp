@@ -25,7 +25,7 @@ constexpr std::string_view good_file = R"({
   "legacy_volumes_root": "/legacy/",
   "limits": {"archive_workers": 3, "io_workers": 4, "uring_queue_depth": 32, "read_block_size": 65536,
              "rescan_interval_s": 5, "step_timeout_s": 120, "store_timeout_s": 15, "shutdown_grace_s": 3,
-             "cleanup_timeout_s": 7, "file_engine": "portable"},
+             "cleanup_timeout_s": 7, "file_engine": "portable", "progress_interval_ms": 250},
   "control_socket": "/run/carsync-test.sock",
   "system_volume_image": {"dir": "/var/lib/carsync-test/images", "size_mib": 12},
   "instances": [
@@ -53,6 +53,7 @@ TEST(NodeConfig, GoodFileParsesEveryField) {
   EXPECT_EQ(cfg.limits.uring_queue_depth, 32u);
   EXPECT_EQ(cfg.limits.read_block_size, 65536u);
   EXPECT_EQ(cfg.limits.rescan_interval, std::chrono::seconds(5));
+  EXPECT_EQ(cfg.limits.progress_interval, std::chrono::milliseconds(250));
   EXPECT_EQ(cfg.limits.step_timeout, std::chrono::seconds(120));
   EXPECT_EQ(cfg.limits.store_timeout, std::chrono::seconds(15));
   EXPECT_EQ(cfg.limits.shutdown_grace, std::chrono::seconds(3));
@@ -135,6 +136,8 @@ TEST(NodeConfig, BadFilesThrowWithTheReasonAndField) {
   expect_config_error(R"({"data_dir": "/d", "backend": {"kind": "s3"}})", "backend.kind", "backend.kind");
   expect_config_error(R"({"data_dir": "/d", "backend": "local"})", "backend must be an object", "backend");
   expect_config_error(R"({"data_dir": "/d", "limits": {"io_workers": 0}})", "limits.io_workers", "limits.io_workers");
+  expect_config_error(R"({"data_dir": "/d", "limits": {"progress_interval_ms": 10}})", "limits.progress_interval_ms",
+                      "limits.progress_interval_ms");
   expect_config_error(R"({"data_dir": "/d", "limits": {"archive_workers": "2"}})", "limits.archive_workers",
                       "limits.archive_workers");
   expect_config_error(R"({"data_dir": "/d", "limits": {"step_timeout_s": -1}})", "limits.step_timeout_s",

@@ -162,6 +162,53 @@ TEST_F(NodeTest, AddPublishApplyAndRemoveAtRuntimeOnTheCallersLoop) {
   ASSERT_TRUE(run_until([&] { return !node.status().running && node.wait_for(0ms); }));
 }
 
+// While a step moves bytes the node itself announces samples of its counters: each one
+// flagged `progress`, in the phase the last change announced, counters only growing.
+TEST_F(NodeTest, ALongStepIsSampledAsProgressEvents) {
+  auto cfg = node_config();
+  cfg.limits.progress_interval = 50ms;
+  Node node(cfg, ioc.get_executor());
+  std::vector<StatusEvent> events;
+  auto sub = node.subscribe([&](const StatusEvent& e) { events.push_back(e); });
+  node.start();
+  auto ic = instance("prov", Role::provider);
+  ic.sync.compression_level = 9;  // slow enough to be sampled several times
+  std::optional<Result<void>> added;
+  ASSERT_TRUE(node.add_instance(ic, [&](Result<void> r) { added = r; }));
+  ASSERT_TRUE(run_until([&] { return added.has_value(); }));
+  std::string bytes(48u << 20, '\0');
+  std::uint32_t x = 7;
+  for (auto& c : bytes) c = static_cast<char>((x = x * 1664525u + 1013904223u) >> 24);
+  write_file(data_of("prov") / "big.bin", bytes);
+
+  std::optional<Result<SyncPoint>> published;
+  ASSERT_TRUE(node.publish("prov", R"({"archive_paths": ["/app/data/"]})",
+                           [&](Result<SyncPoint> r) { published = std::move(r); }));
+  ASSERT_TRUE(run_until([&] { return published.has_value(); }, 120s));
+  ASSERT_TRUE(published->has_value()) << published->error().message;
+
+  std::size_t samples = 0;
+  std::optional<Phase> phase;
+  std::uint64_t last_done = 0;
+  for (const auto& e : events) {
+    if (e.instance.id != "prov") continue;
+    if (!e.progress) {
+      phase = e.instance.phase;
+      last_done = e.instance.progress.done;
+      continue;
+    }
+    ++samples;
+    ASSERT_TRUE(phase.has_value());
+    EXPECT_EQ(e.instance.phase, *phase) << "a sample changed the phase";
+    EXPECT_TRUE(moves_bytes(e.instance.phase)) << to_string(e.instance.phase);
+    EXPECT_GT(e.instance.progress.done, last_done) << "a sample without movement";
+    last_done = e.instance.progress.done;
+  }
+  EXPECT_GE(samples, 2u) << "the archive step was never sampled";
+  node.stop();
+  ASSERT_TRUE(run_until([&] { return !node.status().running && node.wait_for(0ms); }));
+}
+
 TEST_F(NodeTest, ValidationErrorsAreTypedAndNameTheField) {
   Node node(node_config(), ioc.get_executor());
   node.start();
