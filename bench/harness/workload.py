@@ -85,7 +85,7 @@ def _log(rng, nbytes, run):
 
 def fill_mixed(d, nbytes, run):
     """A new snapshot of nbytes: half random (one file), a quarter structured logs (4 files),
-    a quarter small text files (4 KiB below 4 MiB, else 16 KiB), as scripts/bench-latency did."""
+    a quarter small text files (4 KiB below 4 MiB, else 16 KiB), as the earlier latency script did."""
     clear(d)
     rng = random.Random(run)
     with open(os.path.join(d, "weights.bin"), "wb") as f:
