@@ -69,7 +69,7 @@ def plot(out, ctx):
         jobs.append(f"""
 set output '{out}/latency_vs_instances.png'
 set title 'request.json rename -> claim / durable publish (events), embedded backend'
-set xlabel 'provider instances'; set ylabel 'ms'; set logscale x; set key top left
+set xlabel 'provider instances'; set ylabel 'ms'; set logscale x; set key outside right top
 plot '{dat}' u 1:2 w lp t 'claim p50', '' u 1:3 w lp t 'claim p99', '' u 1:5 w lp t 'publish p50', '' u 1:6 w lp t 'publish p99', '' u 1:7 w lp t 'publish max'
 unset logscale
 set output '{out}/memory_vs_instances.png'
@@ -95,7 +95,7 @@ unset logscale
         jobs.append(f"""
 set output '{out}/applied_vs_size.png'
 set title 'publish -> applied vs snapshot size (events)'
-set xlabel 'snapshot MiB'; set ylabel 's'; set logscale xy; set key top left
+set xlabel 'snapshot MiB'; set ylabel 's'; set logscale xy; set key outside right top
 plot {', '.join(plots)}
 unset logscale
 """)
@@ -109,7 +109,7 @@ unset logscale
         jobs.append(f"""
 set output '{out}/fanout_vs_consumers.png'
 set title 'one provider to N consumers through carsync-devnode'
-set xlabel 'consumers'; set ylabel 's from the request'; set key top left
+set xlabel 'consumers'; set ylabel 's from the request'; set key outside right top
 plot '{dat}' u 1:2 w lp t 'first applied', '' u 1:3 w lp t 'last applied'
 """)
     if not jobs:
