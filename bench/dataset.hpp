@@ -15,5 +15,9 @@ void generate_dataset(const std::filesystem::path& tree);
 // Returns `data_dir`/tree, generating it first unless an earlier complete generation left
 // its marker (an interrupted one is redone).
 std::filesystem::path ensure_dataset(const std::filesystem::path& data_dir);
+// Evicts `path` (a file, or every file below a directory) from the page cache: each file is
+// flushed (fdatasync) and then posix_fadvise(DONTNEED)ed, so the next read comes from the
+// disk. Needs no privilege, unlike /proc/sys/vm/drop_caches, and touches only these files.
+void drop_cached(const std::filesystem::path& path);
 
 }  // namespace carsync::bench

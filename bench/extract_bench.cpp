@@ -1,7 +1,11 @@
 // Times the consumer side of a sync, archive scan and staging (io/archive_scan) followed by the
 // crash-safe commit (io/staged_apply), against GNU tar extracting the same archive.
 //
-//   carsync_bench_extract [--data DIR] [--rounds N]
+//   carsync_bench_extract [--data DIR] [--rounds N] [--cold] [--carsync-only] [--json FILE]
+//
+// --cold evicts the archive from the page cache before every carsync run; --carsync-only
+// runs only the carsync rows with syncfs (scripts/bench times its own tar yardsticks);
+// --json also writes the rows as a JSON array to FILE.
 //
 // The dataset is the one carsync_bench_archive uses (bench/dataset.hpp, ~200 MB, generated
 // into DIR/tree on first use). It is packed once by carsync itself into tar.gz (level 6) and
@@ -34,6 +38,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -112,11 +117,14 @@ class Bench {
     mounts_.push_back({(work_ / "volume").string(), kBind, "rw"});
   }
 
+  bool cold = false;
+
   Sample carsync(const fs::path& archive, io::ApplyDurability durability) {
     return repeat(work_ / "volume", [&] {
       fresh(work_ / "staging");
       fs::create_directories(work_ / "state");
       ::sync();
+      if (cold) bench::drop_cached(archive);
       Sample s;
       const double cpu = cpu_seconds(RUSAGE_SELF);
       const auto start = Clock::now();
@@ -196,7 +204,7 @@ std::string quoted(const fs::path& p) {
 }
 
 [[noreturn]] void usage() {
-  std::cerr << "usage: carsync_bench_extract [--data DIR] [--rounds N]\n";
+  std::cerr << "usage: carsync_bench_extract [--data DIR] [--rounds N] [--cold] [--carsync-only] [--json FILE]\n";
   std::exit(2);
 }
 
@@ -205,11 +213,16 @@ std::string quoted(const fs::path& p) {
 int main(int argc, char** argv) try {
   fs::path data = "/tmp/carsync-bench-data";
   int rounds = 3;
+  bool cold = false, carsync_only = false;
+  fs::path json_out;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (i + 1 >= argc) usage();
-    if (arg == "--data") data = argv[++i];
+    if (arg == "--cold") cold = true;
+    else if (arg == "--carsync-only") carsync_only = true;
+    else if (i + 1 >= argc) usage();
+    else if (arg == "--data") data = argv[++i];
     else if (arg == "--rounds") rounds = std::max(1, std::atoi(argv[++i]));
+    else if (arg == "--json") json_out = argv[++i];
     else usage();
   }
 
@@ -231,6 +244,7 @@ int main(int argc, char** argv) try {
               work.c_str(), rounds);
 
   Bench bench(work, expected, rounds);
+  bench.cold = cold;
   const std::string target = quoted(work / "tar");
   std::vector<Row> rows;
   struct Format {
@@ -239,6 +253,11 @@ int main(int argc, char** argv) try {
     std::string tar_flags;
   };
   for (const auto& f : {Format{"gz", gz, "-xzf"}, Format{"zst", zst, "-I zstd -xf"}}) {
+    if (carsync_only) {
+      rows.push_back({std::string("carsync ") + f.label + " syncfs", bench.carsync(f.archive, io::ApplyDurability::syncfs), {}, {}});
+      std::cout << "." << std::flush;
+      continue;
+    }
     const std::string tar = "tar " + f.tar_flags + " " + quoted(f.archive) + " -C " + target;
     const std::size_t base = rows.size();
     rows.push_back({"tar " + f.tar_flags, bench.shell(tar), {}, {}});
@@ -253,6 +272,19 @@ int main(int argc, char** argv) try {
     }
   }
   std::cout << "\n\n";
+  if (!json_out.empty()) {
+    std::string json = "[";
+    for (const auto& r : rows) {
+      if (json.size() > 1) json += ",";
+      const auto& m = r.median;
+      json += "{\"name\": \"" + r.name + "\", \"seconds\": " + std::to_string(m.total) + ", \"cpu\": " +
+              std::to_string(m.cpu) + ", \"scan\": " + std::to_string(m.scan) + ", \"commit\": " +
+              std::to_string(m.commit) + ", \"durable\": " + std::to_string(m.durable) + ", \"dataset_bytes\": " +
+              std::to_string(expected.bytes) + ", \"archive_bytes\": " +
+              std::to_string(r.name.find("gz") != std::string::npos ? gz_size : zst_size) + "}";
+    }
+    std::ofstream(json_out) << json << "]\n";
+  }
 
   std::printf("%-30s %8s %8s %8s %8s %8s %9s %7s %9s\n", "run", "seconds", "MB/s", "cpu s", "scan s",
               "commit s", "durable s", "/tar", "/tar+sync");
