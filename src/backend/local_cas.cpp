@@ -129,6 +129,33 @@ Result<std::string> LocalCas::put(const fs::path& file) {
   return cid;
 }
 
+Result<std::string> LocalCas::adopt(const fs::path& file, const Sha256Digest& sha256) {
+  std::string cid = cid_from_digest(sha256);
+  const fs::path target = blob_path(cid);
+  if (auto r = ensure_dir(root_ / "blobs"); !r) return r.error();
+  // Same CID, same bytes: the blob already is the content.
+  if (::access(target.c_str(), F_OK) == 0) {
+    if (::unlink(file.c_str()) != 0 && errno != ENOENT) return os_error(errno, "unlink " + file.string());
+    return cid;
+  }
+  {
+    io::unique_fd fd(::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) return os_error(errno, "open " + file.string());
+    // Blobs are the store's: private like put's, and durable before their name appears.
+    if (::fchmod(fd.get(), 0600) != 0) return os_error(errno, "chmod " + file.string());
+    if (::fsync(fd.get()) != 0) return os_error(errno, "fsync " + file.string());
+  }
+  if (::rename(file.c_str(), target.c_str()) != 0) {
+    if (errno != EXDEV) return os_error(errno, "rename " + file.string() + " to " + target.string());
+    auto copied = put(file);
+    if (!copied) return copied.error();
+    ::unlink(file.c_str());
+    return copied;
+  }
+  if (auto r = fsync_dir_of(target); !r) return r.error();
+  return cid;
+}
+
 Result<fs::path> LocalCas::get(std::string_view cid) {
   auto expected = digest_from_cid(cid);
   if (!expected) return expected.error();
@@ -167,6 +194,24 @@ Result<void> LocalCas::export_to(std::string_view cid, const fs::path& out) {
   if (::fchmod(tmp->fd(), 0644) != 0) return os_error(errno, "chmod " + out.string());
   if (auto r = tmp->commit(out); !r) return r.error();
   return fsync_dir_of(fs::absolute(out));
+}
+
+Result<void> LocalCas::link_to(std::string_view cid, const fs::path& out) {
+  if (auto d = digest_from_cid(cid); !d) return d.error();
+  const fs::path path = blob_path(cid);
+  const fs::path tmp = out.parent_path() / io::random_name("." + out.filename().string() + ".", ".tmp");
+  if (::link(path.c_str(), tmp.c_str()) != 0) {
+    if (errno == ENOENT && ::access(path.c_str(), F_OK) != 0)
+      return make_error(errc::not_found, "blob " + std::string(cid) + " not found");
+    if (errno == EXDEV || errno == EPERM || errno == EMLINK) return export_to(cid, out);
+    return os_error(errno, "link " + path.string() + " to " + tmp.string());
+  }
+  if (::rename(tmp.c_str(), out.c_str()) != 0) {
+    auto e = os_error(errno, "rename to " + out.string());
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return {};
 }
 
 Result<void> LocalCas::fetch_to(std::string_view cid, const fs::path& out) {

@@ -17,6 +17,11 @@ class LocalCas {
 
   // Hashes and stores a copy of `file`; returns its CID. Re-adding existing content is a no-op.
   Result<std::string> put(const std::filesystem::path& file);
+  // Takes `file` itself as the blob of `sha256` (its digest, computed while it was written):
+  // fsync, rename into blobs/ and fsync blobs/, no second read or copy. A blob already held
+  // under that CID makes it just unlink `file`. On another filesystem (EXDEV) it falls back
+  // to put's copy, then unlinks `file`. Returns the CID, cid_from_digest(sha256).
+  Result<std::string> adopt(const std::filesystem::path& file, const Sha256Digest& sha256);
   // Verifies the stored blob against its CID (a corrupt blob is errc::corrupt_archive) and
   // returns its path. A missing blob is errc::not_found.
   Result<std::filesystem::path> get(std::string_view cid);
@@ -26,6 +31,9 @@ class LocalCas {
   // blob is never rewritten, so sharing its inode is safe), else a copy. Retiring the blob
   // afterwards leaves the copy readable. A missing blob is errc::not_found.
   Result<void> fetch_to(std::string_view cid, const std::filesystem::path& out);
+  // fetch_to without the verification, for a reader that checks the CID's digest while it
+  // reads: a hard link (unverified), else a copy (verified as it is made).
+  Result<void> link_to(std::string_view cid, const std::filesystem::path& out);
   // Removes the temps of puts whose process is gone (a kill mid-upload); returns how many.
   // Temps of live processes sharing the store are left alone.
   std::size_t sweep_temps();

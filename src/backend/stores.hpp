@@ -3,6 +3,7 @@
 // backend (runtime/local_backend) and, later, by the HTTP clients of src/net. Every call is
 // a coroutine; callers put a deadline on each.
 #include "core/error.hpp"
+#include "io/sha256.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/json/object.hpp>
@@ -19,12 +20,40 @@ namespace carsync::backend {
 template <class T>
 using Task = boost::asio::awaitable<T>;
 
+// A downloaded blob for a reader that verifies while it reads (the consumer's scan).
+struct FetchedFile {
+  std::filesystem::path path;
+  // What the file's bytes must hash to, not yet checked; nullopt: the store verified them
+  // already (or has nothing to check them against, as for an opaque IPFS CID).
+  std::optional<io::Sha256Digest> sha256;
+};
+
 class ContentStore {
  public:
   virtual ~ContentStore() = default;
   virtual Task<Result<std::string>> add_file(std::filesystem::path file) = 0;
+  // add_file of a file the caller gives away, whose SHA-256 it already knows (hashed while
+  // built): a store on the same filesystem may take the file itself instead of a copy, so
+  // `file` may be gone afterwards, whatever the outcome.
+  virtual Task<Result<std::string>> add_owned_file(std::filesystem::path file, io::Sha256Digest sha256) {
+    (void)sha256;
+    co_return co_await add_file(std::move(file));
+  }
+  // The CID add_owned_file will return for content with this digest, where the store can
+  // tell beforehand (the embedded one names blobs by their digest); else nullopt.
+  virtual std::optional<std::string> cid_for(const io::Sha256Digest& sha256) const {
+    (void)sha256;
+    return std::nullopt;
+  }
   // A local, verified copy of the blob.
   virtual Task<Result<std::filesystem::path>> get_file(std::string cid) = 0;
+  // A local copy of the blob that may still be unverified: then `sha256` says what it must
+  // hash to, and the reader checks it as it streams (no separate pass over the bytes).
+  virtual Task<Result<FetchedFile>> fetch_file(std::string cid) {
+    auto path = co_await get_file(std::move(cid));
+    if (!path) co_return path.error();
+    co_return FetchedFile{std::move(*path), std::nullopt};
+  }
   virtual Task<Result<void>> delete_file(std::string cid, bool unpin_remote,
                                          bool cleanup_local_files) = 0;
 
@@ -37,6 +66,12 @@ class ContentStore {
   virtual Result<std::optional<std::string>> held_cid(const std::filesystem::path& file) {
     (void)file;
     return std::optional<std::string>{};
+  }
+  // Whether the store holds a blob under `cid` (cheap, blocking). Start-up recovery only:
+  // a store that cannot tell says false, and nothing is adopted on its word.
+  virtual bool holds(const std::string& cid) {
+    (void)cid;
+    return false;
   }
 };
 

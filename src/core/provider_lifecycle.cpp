@@ -177,7 +177,10 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
     case State::building:
       archive_built_ = true;
       if (ev.error) build_error_ = ev.error;
-      else archive_size_ = ev.archive_size;
+      else {
+        archive_size_ = ev.archive_size;
+        snapshot_.archive_sha256 = ev.archive_sha256;
+      }
       // The archive is sealed: give the app its container back before the upload.
       if (container_stopped_) return act(State::starting_after_build, Kind::start_container);
       return after_build(ev.now);

@@ -60,6 +60,7 @@ struct ProviderEvent {
   std::optional<Error> error;
   bool cancelled = false;          // the step was interrupted by cancellation (any action)
   std::uint64_t archive_size = 0;  // build_archive
+  std::optional<std::string> archive_sha256;  // build_archive: lowercase hex, for the record
   std::string cid;                 // upload
   bool ack = false;                // publish
 };

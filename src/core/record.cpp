@@ -20,7 +20,34 @@ const json::value& member_or_null(const json::object& o, std::string_view key) {
   return v ? *v : null;
 }
 
+constexpr std::string_view archive_sha256_key = "archive_sha256";
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;  // uppercase too: one spelling per digest
+}
+
+// 64 lowercase hex digits, decoded; else nullopt.
+std::optional<std::array<std::byte, 32>> parse_sha256_hex(const json::value& v) {
+  if (!v.is_string() || v.get_string().size() != 64) return std::nullopt;
+  const auto& text = v.get_string();
+  std::array<std::byte, 32> out{};
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out[i] = static_cast<std::byte>(hi * 16 + lo);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::optional<std::array<std::byte, 32>> record_archive_sha256(const boost::json::value& record) {
+  if (!record.is_object()) return std::nullopt;
+  const json::value* v = record.get_object().if_contains(archive_sha256_key);
+  return v ? parse_sha256_hex(*v) : std::nullopt;
+}
 
 boost::json::object build_manifest(const SyncRequest& req, const PublishedSnapshot& snap) {
   json::array paths;
@@ -38,7 +65,7 @@ boost::json::object build_manifest(const SyncRequest& req, const PublishedSnapsh
 boost::json::object build_record(const SyncRequest& req, const PublishedSnapshot& snap) {
   json::value node_id = nullptr;
   if (snap.node_id) node_id = *snap.node_id;
-  return {
+  json::object record{
       {"cid", snap.cid},
       {"version", snap.version},
       {"timestamp", snap.timestamp},
@@ -47,6 +74,8 @@ boost::json::object build_record(const SyncRequest& req, const PublishedSnapshot
       {"runtime", req.runtime.to_json()},
       {"manifest", build_manifest(req, snap)},
   };
+  if (snap.archive_sha256) record[archive_sha256_key] = *snap.archive_sha256;
+  return record;
 }
 
 namespace {
@@ -66,6 +95,10 @@ std::vector<std::string> check_record(const boost::json::value& record, const st
     reasons.push_back("sync record cid must be a non-empty string, got " + shown(cid));
   const json::value& version = member_or_null(rec, "version");
   if (!is_integer(version)) reasons.push_back("sync record version must be an integer, got " + shown(version));
+  // Optional (the reference neither writes nor reads it), but a present one is checked:
+  // the consumer verifies the archive against it.
+  if (const json::value* sha = rec.if_contains(archive_sha256_key); sha && !parse_sha256_hex(*sha))
+    reasons.push_back("sync record archive_sha256 must be 64 lowercase hex digits, got " + shown(*sha));
 
   if (!to_reference_json_within(record, max_record_written_bytes))
     reasons.push_back("sync record is larger than " + std::to_string(max_record_written_bytes) +

@@ -7,6 +7,8 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,10 +31,17 @@ struct PublishedSnapshot {
   std::optional<std::string> node_id;
   ArchiveFormat format = ArchiveFormat::tar_gz;
   std::uint64_t archive_size_bytes = 0;
+  // SHA-256 of the archive's bytes, 64 lowercase hex digits (hashed while it was built);
+  // written as the record's "archive_sha256", an extra field the reference ignores.
+  std::optional<std::string> archive_sha256;
 };
 
 boost::json::object build_manifest(const SyncRequest& req, const PublishedSnapshot& snap);
 boost::json::object build_record(const SyncRequest& req, const PublishedSnapshot& snap);
+
+// The record's "archive_sha256" as bytes; nullopt when absent or malformed (validation
+// refuses a malformed one). The array is io::Sha256Digest's type (core cannot name io).
+std::optional<std::array<std::byte, 32>> record_archive_sha256(const boost::json::value& record);
 
 // §8.4 step 1: every reason a record cannot be applied on this consumer. Empty = valid.
 // Accepts archive_format "tar.gz" and "tar.zst".

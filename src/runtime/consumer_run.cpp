@@ -202,11 +202,18 @@ class ConsumerDriver {
         if (const auto* size = m.record().as_object().at("manifest").as_object().if_contains("archive_size_bytes"))
           expected = as_count(*size);
         if (ctx_.status) ctx_.status->reset_progress(expected);
-        auto r = co_await with_deadline(ctx_.cas.get_file(a.cid), step_deadline(), "r1fs download");
+        // The copy may be unverified (the embedded store's hard link): the scan checks it
+        // against expected_sha256_ while it streams, instead of a separate pass here.
+        auto r = co_await with_deadline(ctx_.cas.fetch_file(a.cid), step_deadline(), "r1fs download");
         if (!r) ev.error = r.error();
-        else if (r->empty()) ev.error = make_error(errc::store_failure, "r1fs.get_file returned no path");
-        else {
-          download_ = *r;
+        else if (r->path.empty()) ev.error = make_error(errc::store_failure, "r1fs.get_file returned no path");
+        else if (auto expected_digest = expected_digest_of(m, r->sha256); !expected_digest) {
+          ev.error = expected_digest.error();
+          std::error_code ec;
+          fs::remove(r->path, ec);  // refused: the node's copy goes, as cleanup would take it
+        } else {
+          download_ = r->path;
+          expected_sha256_ = *expected_digest;
           if (ctx_.status) ctx_.status->progress_done() = expected;
           if (ctx_.metrics) {
             std::error_code ec;
@@ -298,6 +305,19 @@ class ConsumerDriver {
     co_return ev;
   }
 
+  // What the downloaded archive must hash to: the store's digest (what its CID names) and
+  // the record's archive_sha256, whichever are known. Two that differ are a corrupt archive
+  // whatever its bytes: one of them cannot match.
+  static Result<std::optional<io::Sha256Digest>> expected_digest_of(const core::ConsumerLifecycle& m,
+                                                                    const std::optional<io::Sha256Digest>& store) {
+    const auto recorded = core::record_archive_sha256(m.record());
+    if (store && recorded && *store != *recorded)
+      return make_error(errc::corrupt_archive, "record archive_sha256 " + io::to_hex(*recorded) +
+                                                   " differs from the digest the CID names (" +
+                                                   io::to_hex(*store) + ")");
+    return store ? store : recorded;
+  }
+
   boost::asio::awaitable<Result<void>> scan(const core::ConsumerLifecycle& m) {
     staging_ = ctx_.state_dir / "staging" / io::random_name("apply.", "");
     std::error_code ec;
@@ -307,6 +327,7 @@ class ConsumerDriver {
     sctx.mounts = ctx_.config.volumes;
     sctx.policy = &ctx_.policy;
     if (ctx_.status) sctx.progress = &ctx_.status->progress_done();
+    sctx.expected_sha256 = expected_sha256_;
     const auto& manifest = m.record().as_object().at("manifest").as_object();
     for (const auto& p : manifest.at("archive_paths").as_array()) sctx.manifest_paths.emplace_back(p.as_string());
     auto t0 = std::chrono::steady_clock::now();
@@ -414,6 +435,7 @@ class ConsumerDriver {
   std::optional<json::object> quarantine_;
   std::string quarantine_name_;
   fs::path download_;
+  std::optional<io::Sha256Digest> expected_sha256_;  // of download_, checked by the scan
   fs::path staging_;
   std::optional<io::ApplyPlan> plan_;
   std::chrono::steady_clock::time_point started_{}, stop_began_{};

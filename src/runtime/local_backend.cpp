@@ -25,6 +25,24 @@ backend::Task<Result<std::string>> LocalContentStore::add_file(std::filesystem::
   co_return co_await pool_.run([&] { return cas_.put(file); });
 }
 
+backend::Task<Result<std::string>> LocalContentStore::add_owned_file(std::filesystem::path file,
+                                                                     io::Sha256Digest sha256) {
+  co_return co_await pool_.run([&] { return cas_.adopt(file, sha256); });
+}
+
+backend::Task<Result<backend::FetchedFile>> LocalContentStore::fetch_file(std::string cid) {
+  co_return co_await pool_.run([&]() -> Result<backend::FetchedFile> {
+    auto digest = backend::digest_from_cid(cid);  // refuses anything but a valid CID first
+    if (!digest) return digest.error();
+    std::error_code ec;
+    std::filesystem::create_directories(download_dir_, ec);
+    if (ec) return os_error(ec.value(), "mkdir " + download_dir_.string());
+    auto out = download_dir_ / cid;
+    if (auto r = cas_.link_to(cid, out); !r) return r.error();
+    return backend::FetchedFile{std::move(out), *digest};
+  });
+}
+
 backend::Task<Result<std::filesystem::path>> LocalContentStore::get_file(std::string cid) {
   co_return co_await pool_.run([&]() -> Result<std::filesystem::path> {
     std::error_code ec;

@@ -23,7 +23,14 @@ class LocalContentStore final : public backend::ContentStore {
   // a consumer that is about to scan it.
   LocalContentStore(std::filesystem::path root, std::filesystem::path download_dir, BlockingPool& pool);
   backend::Task<Result<std::string>> add_file(std::filesystem::path file) override;
+  // Renames `file` into the store (same filesystem), else copies it; see LocalCas::adopt.
+  backend::Task<Result<std::string>> add_owned_file(std::filesystem::path file, io::Sha256Digest sha256) override;
+  std::optional<std::string> cid_for(const io::Sha256Digest& sha256) const override {
+    return backend::cid_from_digest(sha256);
+  }
   backend::Task<Result<std::filesystem::path>> get_file(std::string cid) override;
+  // get_file's copy as a hard link, unverified: the digest the CID names comes with it.
+  backend::Task<Result<backend::FetchedFile>> fetch_file(std::string cid) override;
   // One store serves every instance: only unpin_remote (the publisher retiring its own
   // content) removes the blob; cleanup_local_files removes the node's downloaded copy.
   backend::Task<Result<void>> delete_file(std::string cid, bool unpin_remote,
@@ -32,6 +39,7 @@ class LocalContentStore final : public backend::ContentStore {
   Result<std::optional<std::string>> held_cid(const std::filesystem::path& file) override {
     return cas_.held_cid(file);
   }
+  bool holds(const std::string& cid) override { return cas_.contains(cid); }
 
  private:
   backend::LocalCas cas_;

@@ -171,8 +171,10 @@ class ProviderDriver {
       case Kind::build_archive: {
         auto r = co_await build(m.request());
         if (r) {
-          ev.archive_size = archive_size_ = *r;
-          if (ctx_.metrics) ctx_.metrics->archived(ctx_.config.id, *r);
+          ev.archive_size = archive_size_ = r->size;
+          archive_sha256_ = r->sha256;
+          ev.archive_sha256 = io::to_hex(r->sha256);
+          if (ctx_.metrics) ctx_.metrics->archived(ctx_.config.id, r->size);
         } else {
           fail_with(r.error());
         }
@@ -188,14 +190,19 @@ class ProviderDriver {
       case Kind::upload: {
         if (ctx_.status) ctx_.status->reset_progress(archive_size_);
         if (ctx_.cas.identifies_content()) {
-          // A kill inside add_file leaves a blob whose CID carsync never learnt; this record
-          // lets start-up find it from the archive (adopt_upload_in_flight).
-          const json::value pending = json::object{{"archive", archive_.filename().string()},
-                                                   {"version", static_cast<std::int64_t>(ctx_.clock.now())}};
+          // A kill inside the upload leaves a blob whose CID carsync never learnt; this record
+          // lets start-up find it (adopt_upload_in_flight): by the CID the store will give,
+          // since a store that takes the archive by rename leaves no file to hash, else
+          // from the archive.
+          json::object pending{{"archive", archive_.filename().string()},
+                               {"version", static_cast<std::int64_t>(ctx_.clock.now())}};
+          if (auto cid = ctx_.cas.cid_for(archive_sha256_)) pending["cid"] = *cid;
           auto w = co_await ctx_.io_pool.run([&] { return io::write_json_file(upload_in_flight_path(ctx_), pending); });
           if (!w) spdlog::warn("[{}] provider: cannot record the upload in flight: {}", ctx_.config.id, w.error().message);
         }
-        auto r = co_await with_deadline(ctx_.cas.add_file(archive_), step_deadline(), "r1fs upload");
+        // The archive is handed over (renamed into the embedded store): never read again.
+        auto r = co_await with_deadline(ctx_.cas.add_owned_file(archive_, archive_sha256_), step_deadline(),
+                                        "r1fs upload");
         if (r && ctx_.status) ctx_.status->progress_done() = archive_size_;
         if (r) {
           ev.cid = *r;
@@ -212,6 +219,7 @@ class ProviderDriver {
         break;
       }
       case Kind::remove_archive: {
+        // Usually gone already: the store took it (add_owned_file). Absent is not an error.
         co_await ctx_.io_pool.run([&] {
           std::error_code ec;
           std::filesystem::remove(archive_, ec);
@@ -278,7 +286,7 @@ class ProviderDriver {
     co_return ev;
   }
 
-  boost::asio::awaitable<Result<std::uint64_t>> build(const core::SyncRequest& req) {
+  boost::asio::awaitable<Result<io::ArchiveSeal>> build(const core::SyncRequest& req) {
     archive_ = ctx_.scratch_dir /
                ("sync_archive_" + std::to_string(static_cast<std::int64_t>(ctx_.clock.now())) + "_" +
                 std::to_string(::getpid()) + std::string(archive_suffix(ctx_.config.sync.archive_format)));
@@ -304,12 +312,12 @@ class ProviderDriver {
     spdlog::info("[{}] provider: archive sealed: {} files, {} dirs, {} bytes -> {} bytes ({})",
                  ctx_.config.id, stats->files, stats->directories, stats->content_bytes,
                  stats->archive_size, to_string(ctx_.engine));
-    co_return stats->archive_size;
+    co_return io::ArchiveSeal{stats->archive_size, stats->archive_sha256};
   }
 
   // §7.3 online entries: each path's container archive is exported to a scratch file, then
   // the files are copied into the archive. The exported files never outlive the build.
-  boost::asio::awaitable<Result<std::uint64_t>> build_online(const core::SyncRequest& req,
+  boost::asio::awaitable<Result<io::ArchiveSeal>> build_online(const core::SyncRequest& req,
                                                              const io::ArchiveOptions& opts) {
     ExportedStreams streams;
     auto built = co_await export_and_build(req, opts, streams.sources);
@@ -317,7 +325,7 @@ class ProviderDriver {
     co_return built;
   }
 
-  boost::asio::awaitable<Result<std::uint64_t>> export_and_build(const core::SyncRequest& req,
+  boost::asio::awaitable<Result<io::ArchiveSeal>> export_and_build(const core::SyncRequest& req,
                                                                  const io::ArchiveOptions& opts,
                                                                  std::vector<io::OnlineSource>& sources) {
     for (const auto& path : req.archive_paths) {
@@ -345,7 +353,7 @@ class ProviderDriver {
     if (!stats) co_return stats.error();
     spdlog::info("[{}] provider: online archive sealed: {} files, {} dirs, {} bytes -> {} bytes",
                  ctx_.config.id, stats->files, stats->directories, stats->content_bytes, stats->archive_size);
-    co_return stats->archive_size;
+    co_return io::ArchiveSeal{stats->archive_size, stats->archive_sha256};
   }
 
   void set_phase(Phase phase) {
@@ -402,6 +410,7 @@ class ProviderDriver {
   InstanceContext& ctx_;
   bool cancelled_ = false;
   std::uint64_t archive_size_ = 0;
+  io::Sha256Digest archive_sha256_{};
   std::filesystem::path archive_;
   std::chrono::steady_clock::time_point started_{}, stop_began_{};
 };
@@ -429,11 +438,15 @@ Result<bool> adopt_upload_in_flight(InstanceContext& ctx) {
   auto body = io::read_json_at(dir->get(), path.filename().string());
   const json::object* record = body && body->is_object() ? &body->as_object() : nullptr;
   const json::value* cid = record ? record->if_contains("cid") : nullptr;
+  const json::value* archive = record ? record->if_contains("archive") : nullptr;
   // Killed inside the upload: the store may hold the archive under a CID never returned.
-  // The archive is still in scratch (start-up empties scratch after this); a store that
-  // keeps bytes as given finds the blob from it.
+  // A record written before the upload may name the CID the store was to give (it took
+  // the archive by rename, leaving no file to hash): adopted if the store holds it.
+  if (cid && archive && !(cid->is_string() && ctx.cas.holds(std::string(cid->as_string())))) cid = nullptr;
+  // Else the archive is still in scratch (start-up empties scratch after this); a store
+  // that keeps bytes as given finds the blob from it (records without a CID, too).
   json::value found;
-  const json::value* archive = record && !cid ? record->if_contains("archive") : nullptr;
+  if (cid) archive = nullptr;
   if (archive && archive->is_string() && ctx.cas.identifies_content()) {
     const std::string name(archive->as_string());
     const auto file = ctx.scratch_dir / name;

@@ -116,6 +116,44 @@ class FakeContentStore final : public backend::ContentStore {
   bool identifies = false;
 
   bool identifies_content() const noexcept override { return identifies; }
+  bool holds(const std::string& cid) override { return identifies && blobs.count(cid) > 0; }
+
+  // Behave as the embedded store's hand-off: add_owned_file takes the file (it is gone
+  // afterwards) and stores it under cid_for(sha256), which it announces beforehand.
+  bool adopts = false;
+  // What fetch_file says a blob must hash to (unverified, as the embedded store's CID
+  // names it): set by add_owned_file, or by a test; a test that then swaps blobs[cid] sees
+  // whether the reader checks it.
+  std::map<std::string, io::Sha256Digest> sha256s;
+  std::vector<std::filesystem::path> owned;  // every add_owned_file argument
+  std::vector<std::string> fetches;          // every fetch_file argument
+
+  std::optional<std::string> cid_for(const io::Sha256Digest& sha256) const override {
+    if (!adopts) return std::nullopt;
+    return "bafkown" + io::to_hex(sha256).substr(0, 16);
+  }
+
+  backend::Task<Result<std::string>> add_owned_file(std::filesystem::path file, io::Sha256Digest sha256) override {
+    owned.push_back(file);
+    if (!adopts) co_return co_await add_file(std::move(file));
+    added.push_back(file);
+    if (on_add) on_add(file);
+    if (error_on_add) co_return make_error(errc::store_failure, *error_on_add);
+    std::string cid = *cid_for(sha256);
+    blobs[cid] = read_file(file);
+    sha256s[cid] = sha256;
+    std::filesystem::remove(file);
+    co_return cid;
+  }
+
+  backend::Task<Result<backend::FetchedFile>> fetch_file(std::string cid) override {
+    fetches.push_back(cid);
+    auto path = co_await get_file(cid);
+    if (!path) co_return path.error();
+    backend::FetchedFile out{std::move(*path), std::nullopt};
+    if (auto it = sha256s.find(cid); it != sha256s.end()) out.sha256 = it->second;
+    co_return out;
+  }
   Result<std::optional<std::string>> held_cid(const std::filesystem::path& file) override {
     const std::string bytes = read_file(file);
     for (const auto& [cid, held] : blobs)

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <span>
 #include <fstream>
 #include <string>
 
@@ -198,6 +199,87 @@ TEST_F(LocalCasTest, ExportReplacesExistingFile) {
   ASSERT_TRUE(cid);
   ASSERT_TRUE(cas.export_to(*cid, tmp / "out"));
   EXPECT_EQ(read_file(tmp / "out"), "new content");
+}
+
+Sha256Digest sha256_of(const std::string& bytes) {
+  Sha256 h;
+  h.update(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  return h.finish();
+}
+
+ino_t inode_of(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_ino;
+}
+
+// Issue 10: the provider's archive becomes the blob by rename, not by a second read and copy.
+TEST_F(LocalCasTest, AdoptRenamesTheFileIntoTheStore) {
+  write_file(tmp / "archive", "hello world");
+  const ino_t inode = inode_of(tmp / "archive");
+  auto cid = cas.adopt(tmp / "archive", sha256_of("hello world"));
+  ASSERT_TRUE(cid) << cid.error().message;
+  EXPECT_EQ(*cid, "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e");  // put's CID for these bytes
+  EXPECT_FALSE(fs::exists(tmp / "archive")) << "the file was copied, not taken";
+  EXPECT_TRUE(cas.contains(*cid));
+  EXPECT_EQ(inode_of(tmp / "cas" / "blobs" / *cid), inode) << "not the same file: copied";
+  EXPECT_EQ(fs::status(tmp / "cas" / "blobs" / *cid).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  auto got = cas.get(*cid);
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(read_file(*got), "hello world");
+  EXPECT_EQ(entries_in(tmp / "cas" / "tmp"), 0u);
+
+  // Equal bytes adopted again: the blob stays as it was, the new file just goes.
+  write_file(tmp / "again", "hello world");
+  auto again = cas.adopt(tmp / "again", sha256_of("hello world"));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(*again, *cid);
+  EXPECT_FALSE(fs::exists(tmp / "again"));
+  EXPECT_EQ(inode_of(tmp / "cas" / "blobs" / *cid), inode);
+  EXPECT_EQ(entries_in(tmp / "cas" / "blobs"), 1u);
+
+  auto missing = cas.adopt(tmp / "missing", sha256_of("other"));
+  ASSERT_FALSE(missing);
+  EXPECT_FALSE(cas.contains(cid_from_digest(sha256_of("other"))));
+}
+
+// A file on another filesystem than the store (a tmpfs) cannot be renamed: it is copied
+// (hashed while copied, so the CID is still right) and then removed.
+TEST_F(LocalCasTest, AdoptAcrossFilesystemsFallsBackToACopy) {
+  std::error_code ec;
+  const fs::path shm = fs::path("/dev/shm") / ("carsync-adopt-" + std::to_string(::getpid()));
+  fs::create_directories(shm, ec);
+  struct stat a {}, b {};
+  if (ec || ::stat(shm.c_str(), &a) != 0 || ::stat(tmp.path().c_str(), &b) != 0 || a.st_dev == b.st_dev)
+    GTEST_SKIP() << "no tmpfs on another filesystem than " << tmp.path();
+  write_file(shm / "archive", "across filesystems");
+  auto cid = cas.adopt(shm / "archive", sha256_of("across filesystems"));
+  fs::remove_all(shm, ec);
+  ASSERT_TRUE(cid) << cid.error().message;
+  EXPECT_EQ(*cid, cid_from_digest(sha256_of("across filesystems")));
+  EXPECT_FALSE(fs::exists(shm / "archive"));
+  auto got = cas.get(*cid);
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_EQ(read_file(*got), "across filesystems");
+  EXPECT_EQ(entries_in(tmp / "cas" / "tmp"), 0u);
+}
+
+// The consumer's copy for a scan that verifies while it reads: linked, not read here, so a
+// swapped blob comes through (the caller checks it against the CID's digest).
+TEST_F(LocalCasTest, LinkToDoesNotReadTheBlob) {
+  write_file(tmp / "in", "precious state");
+  auto cid = cas.put(tmp / "in");
+  ASSERT_TRUE(cid);
+  write_file(tmp / "cas" / "blobs" / *cid, "precious statE");
+  fs::create_directories(tmp / "downloads");
+  ASSERT_TRUE(cas.link_to(*cid, tmp / "downloads" / *cid));
+  EXPECT_EQ(read_file(tmp / "downloads" / *cid), "precious statE");
+  EXPECT_NE(sha256_of("precious statE"), *digest_from_cid(*cid));
+  auto missing = cas.link_to(cid_from_digest(sha256_of("x")), tmp / "downloads" / "x");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, make_error_code(errc::not_found));
+  EXPECT_FALSE(cas.link_to("../escape", tmp / "downloads" / "y"));
+  EXPECT_EQ(entries_in(tmp / "downloads"), 1u);
 }
 
 }  // namespace

@@ -52,7 +52,7 @@ TEST_F(RecordTest, BuildRecordShape) {
   SyncRequest req;
   req.archive_paths = {"/app/data/"};
   req.metadata = {{"epoch", 1}};
-  PublishedSnapshot snap{"QmCid", 1714742401, 1714742401.73, "node-a", ArchiveFormat::tar_gz, 12345};
+  PublishedSnapshot snap{"QmCid", 1714742401, 1714742401.73, "node-a", ArchiveFormat::tar_gz, 12345, std::nullopt};
 
   const json::object expected_manifest = manifest();
   EXPECT_EQ(build_manifest(req, snap), expected_manifest);
@@ -73,7 +73,7 @@ TEST_F(RecordTest, BuildRecordWithoutNodeIdAndWithZstd) {
   SyncRequest req;
   req.archive_paths = {"/app/data/a", "/app/data/b"};
   req.runtime.provider_capture = "online";
-  PublishedSnapshot snap{"QmZ", 7, 7.5, std::nullopt, ArchiveFormat::tar_zst, 1};
+  PublishedSnapshot snap{"QmZ", 7, 7.5, std::nullopt, ArchiveFormat::tar_zst, 1, std::nullopt};
   const json::object rec = build_record(req, snap);
   EXPECT_TRUE(rec.at("node_id").is_null());
   EXPECT_EQ(rec.at("manifest").at("archive_format"), "tar.zst");
@@ -240,6 +240,50 @@ TEST_F(RecordTest, ManifestEntriesObeyShapeRulesOnTheConsumer) {
   EXPECT_THAT(reasons[0], HasSubstr("unmapped archive_paths"));
   EXPECT_THAT(reasons[0], HasSubstr("anti-recursion"));
   EXPECT_THAT(reasons[0], HasSubstr("non-volume-backed mount"));
+}
+
+// Issue 10: the record carries the archive's SHA-256 (hashed while it was built) as an extra
+// field; the reference ignores it, carsync consumers verify the download against it.
+TEST_F(RecordTest, ArchiveSha256IsWrittenAndReadBack) {
+  SyncRequest req;
+  req.archive_paths = {"/app/data/"};
+  const std::string hex = "00ff" + std::string(56, 'a') + "0123";
+  PublishedSnapshot snap{"QmCid", 1714742401, 1714742401.73, "node-a", ArchiveFormat::tar_gz, 12345, hex};
+  const json::object rec = build_record(req, snap);
+  EXPECT_EQ(rec.at("archive_sha256"), json::value(hex));
+  EXPECT_FALSE(build_manifest(req, snap).contains("archive_sha256"));  // the record's, not the manifest's
+  EXPECT_THAT(validate(rec), IsEmpty());
+  auto parsed = record_archive_sha256(rec);
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ((*parsed)[0], std::byte{0x00});
+  EXPECT_EQ((*parsed)[1], std::byte{0xff});
+  EXPECT_EQ((*parsed)[2], std::byte{0xaa});
+  EXPECT_EQ((*parsed)[30], std::byte{0x01});
+  EXPECT_EQ((*parsed)[31], std::byte{0x23});
+
+  snap.archive_sha256.reset();  // absent is fine: a reference provider never writes it
+  const json::object without = build_record(req, snap);
+  EXPECT_FALSE(without.contains("archive_sha256"));
+  EXPECT_THAT(validate(without), IsEmpty());
+  EXPECT_FALSE(record_archive_sha256(without).has_value());
+}
+
+TEST_F(RecordTest, MalformedArchiveSha256RefusesTheRecord) {
+  const std::vector<json::value> bad = {
+      json::value(std::string(63, 'a')),        // short
+      json::value(std::string(65, 'a')),        // long
+      json::value(std::string(64, 'A')),        // uppercase
+      json::value(std::string(63, 'a') + "g"),  // not hex
+      json::value(nullptr),
+      json::value(12),
+  };
+  for (const auto& v : bad) {
+    json::object rec = record();
+    rec["archive_sha256"] = v;
+    EXPECT_THAT(validate(rec), ElementsAre(HasSubstr("archive_sha256"))) << json::serialize(v);
+    EXPECT_THAT(validate_record_shape(rec), ElementsAre(HasSubstr("archive_sha256"))) << json::serialize(v);
+    EXPECT_FALSE(record_archive_sha256(rec).has_value()) << json::serialize(v);
+  }
 }
 
 }  // namespace

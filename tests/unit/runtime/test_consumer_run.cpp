@@ -350,6 +350,105 @@ TEST_F(ConsumerRun, J123_DownloadFailureIsQuarantined) {
   EXPECT_EQ(current_apply().at("state"), json::value("failed_preflight"));
 }
 
+// ---------------------------------------------------------------------------------------
+// Issue 10: the download is verified while the scan streams it (expected_sha256), not in a
+// separate pass. What it must hash to: the store's digest (the embedded store's CID) and the
+// record's archive_sha256.
+
+io::Sha256Digest sha256_of(const std::string& bytes) {
+  io::Sha256 h;
+  h.update(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  return h.finish();
+}
+
+// Needs the scan's expected_sha256 check (src/io/archive_scan.cpp, the scan helper): until
+// it lands, the swapped (valid) archive is applied and this test fails.
+TEST_F(ConsumerRun, BlobSwappedInTheStoreIsQuarantinedByTheScanAndTheVolumeUntouched) {
+  write_file(appdata() / "weights.bin", "what the app has now");
+  auto pub = publish_weights();
+  cas.sha256s[pub.cid] = sha256_of(cas.blobs.at(pub.cid));  // what its CID names
+  // Another well-formed snapshot's bytes under the same CID: only the digest tells.
+  write_file(provider_tree() / "weights.bin", binary_bytes(7));
+  cas.blobs[pub.cid] = read_file(capture());
+  const auto before = snapshot_tree(appdata());
+
+  auto out = run_once();
+
+  EXPECT_EQ(out.outcome, ConsumerOutcome::preflight_failed);
+  expect_nothing_applied();
+  EXPECT_THAT(container.lifecycle, IsEmpty());
+  EXPECT_EQ(snapshot_tree(appdata()), before);
+  auto q = only_quarantine();
+  EXPECT_EQ(q.at("cid"), json::value(pub.cid));
+  EXPECT_EQ(q.at("stage"), json::value("extract"));  // found while scanning, no longer at download
+  EXPECT_FALSE(str(q.at("error")).empty());
+  EXPECT_TRUE(staging_empty());
+}
+
+// Needs the scan's expected_sha256 check too: a store that gives no digest (R1FS verified
+// it already, or an opaque CID) still has the record's checked.
+TEST_F(ConsumerRun, RecordArchiveSha256IsCheckedWhenTheStoreGivesNoDigest) {
+  auto pub = publish_weights();
+  pub.record["archive_sha256"] = io::to_hex(sha256_of("some other archive"));
+  put_record(pub.record);
+  const auto before = snapshot_tree(appdata());
+
+  auto out = run_once();
+
+  EXPECT_EQ(out.outcome, ConsumerOutcome::preflight_failed);
+  expect_nothing_applied();
+  EXPECT_EQ(snapshot_tree(appdata()), before);
+  EXPECT_EQ(only_quarantine().at("stage"), json::value("extract"));
+  EXPECT_TRUE(staging_empty());
+}
+
+TEST_F(ConsumerRun, RecordArchiveSha256DisagreeingWithTheStoresIsRefusedAtDownload) {
+  auto pub = publish_weights();
+  cas.sha256s[pub.cid] = sha256_of(cas.blobs.at(pub.cid));
+  pub.record["archive_sha256"] = io::to_hex(sha256_of("some other archive"));
+  put_record(pub.record);
+  const auto before = snapshot_tree(appdata());
+
+  auto out = run_once();
+
+  EXPECT_EQ(out.outcome, ConsumerOutcome::preflight_failed);
+  expect_nothing_applied();
+  EXPECT_THAT(container.lifecycle, IsEmpty());
+  EXPECT_EQ(snapshot_tree(appdata()), before);
+  auto q = only_quarantine();
+  EXPECT_EQ(q.at("stage"), json::value("r1fs_download"));
+  EXPECT_THAT(str(q.at("error")), HasSubstr("archive_sha256"));
+  EXPECT_THAT(str(q.at("error")), HasSubstr("differs"));
+  EXPECT_FALSE(fs::exists(tmp / "downloads" / pub.cid)) << "the refused download was left behind";
+}
+
+TEST_F(ConsumerRun, ArchiveWhoseDigestsAgreeIsApplied) {
+  auto pub = publish_weights();
+  cas.sha256s[pub.cid] = sha256_of(cas.blobs.at(pub.cid));
+  pub.record["archive_sha256"] = io::to_hex(cas.sha256s[pub.cid]);
+  put_record(pub.record);
+
+  auto out = run_once();
+
+  ASSERT_EQ(out.outcome, ConsumerOutcome::applied) << out.error;
+  EXPECT_THAT(cas.fetches, ElementsAre(pub.cid));
+  EXPECT_EQ(read_file(appdata() / "weights.bin"), binary_bytes());
+}
+
+TEST_F(ConsumerRun, MalformedRecordArchiveSha256IsRefusedAtValidation) {
+  auto pub = publish_weights();
+  pub.record["archive_sha256"] = "not a digest";
+  put_record(pub.record);
+
+  auto out = run_once();
+
+  EXPECT_EQ(out.outcome, ConsumerOutcome::preflight_failed);
+  EXPECT_THAT(cas.gets, IsEmpty());
+  auto q = only_quarantine();
+  EXPECT_EQ(q.at("stage"), json::value("validation"));
+  EXPECT_THAT(str(q.at("error")), HasSubstr("archive_sha256"));
+}
+
 TEST_F(ConsumerRun, J124_HistoryFailureAfterApplyStillCountsAsApplied) {
   // received/ cannot be created: a file stands where the directory should be.
   write_file(received_dir(), "not a directory");

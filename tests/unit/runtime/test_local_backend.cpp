@@ -14,6 +14,7 @@
 #include <optional>
 #include <fstream>
 #include <set>
+#include <span>
 #include <string>
 
 namespace carsync::test {
@@ -88,6 +89,61 @@ TEST(LocalContentStore, DownloadIsTheNodesOwnCopyUntilCleanedUp) {
 
   ASSERT_TRUE(step(store.delete_file(*cid, /*unpin_remote=*/false, /*cleanup_local_files=*/true)));
   EXPECT_FALSE(fs::exists(*path));
+}
+
+// Issue 10: the provider's archive goes into the store by rename, and the consumer's copy
+// is a hard link handed over unverified with the digest its CID names (the scan checks it
+// while it streams); get_file keeps verifying (CLI and other readers do not scan).
+TEST(LocalContentStore, OwnedFileIsTakenAndFetchedUnverifiedWithItsDigest) {
+  TempDir tmp;
+  boost::asio::io_context ioc;
+  runtime::BlockingPool pool(1);
+  runtime::LocalContentStore store(tmp / "cas", tmp / "downloads", pool);
+  auto step = [&](auto task) {
+    using R = typename decltype(task)::value_type;
+    std::optional<R> out;
+    boost::asio::co_spawn(ioc, std::move(task), [&](std::exception_ptr e, R r) {
+      if (e) std::rethrow_exception(e);
+      out.emplace(std::move(r));
+    });
+    EXPECT_TRUE(run_until(ioc, [&] { return out.has_value(); }));
+    return std::move(*out);
+  };
+  const std::string bytes = "archive bytes";
+  io::Sha256 h;
+  h.update(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  const io::Sha256Digest digest = h.finish();
+  test::write_file(tmp / "archive.tar.gz", bytes);
+
+  ASSERT_EQ(store.cid_for(digest), backend::cid_from_digest(digest));
+  auto cid = step(store.add_owned_file(tmp / "archive.tar.gz", digest));
+  ASSERT_TRUE(cid) << cid.error().message;
+  EXPECT_EQ(*cid, backend::cid_from_digest(digest));
+  EXPECT_FALSE(fs::exists(tmp / "archive.tar.gz"));
+  EXPECT_TRUE(store.holds(*cid));
+
+  auto fetched = step(store.fetch_file(*cid));
+  ASSERT_TRUE(fetched) << fetched.error().message;
+  EXPECT_EQ(fetched->path, tmp / "downloads" / *cid);
+  ASSERT_TRUE(fetched->sha256.has_value());
+  EXPECT_EQ(*fetched->sha256, digest);
+  EXPECT_EQ(test::read_file(fetched->path), bytes);
+
+  // Bytes swapped in the store come through fetch_file (the reader's check catches them)
+  // but never through get_file.
+  fs::remove(fetched->path);
+  fs::remove(tmp / "cas" / "blobs" / *cid);
+  test::write_file(tmp / "cas" / "blobs" / *cid, "archive bytez");
+  auto swapped = step(store.fetch_file(*cid));
+  ASSERT_TRUE(swapped) << swapped.error().message;
+  EXPECT_EQ(test::read_file(swapped->path), "archive bytez");
+  EXPECT_EQ(*swapped->sha256, digest);
+  fs::remove(swapped->path);
+  auto verified = step(store.get_file(*cid));
+  ASSERT_FALSE(verified);
+  EXPECT_EQ(verified.error().code, make_error_code(errc::corrupt_archive));
+  auto bad = step(store.fetch_file("../x"));
+  EXPECT_FALSE(bad);
 }
 
 }  // namespace

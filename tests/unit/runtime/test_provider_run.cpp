@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -662,6 +663,74 @@ TEST_F(ProviderRun, UploadKilledInsideTheStoreIsFoundFromItsArchiveAndRetired) {
   request_appdata();
   ASSERT_TRUE(run_once().succeeded);
   EXPECT_EQ(cas.blobs.count("bafkorphan"), 0u) << "the blob of the upload killed inside the store was never retired";
+}
+
+// Issue 10: the embedded store takes the archive by rename (no second read or copy). The
+// in-flight record names the CID the store will give before the hand-off, since once the
+// store holds the blob no archive is left to find it from; the record carries the digest.
+TEST_F(ProviderRun, ArchiveIsHandedToTheStoreWithItsCidRecordedFirst) {
+  auto ctx = context();
+  cas.identifies = true;
+  cas.adopts = true;
+  request_appdata();
+  std::optional<json::value> at_add;
+  cas.on_add = [&](const fs::path& archive) {
+    at_add = json::parse(read_file(runtime::upload_in_flight_path(ctx)));
+    EXPECT_EQ(at_add->at("archive"), json::value(archive.filename().string()));
+  };
+  auto out = run_once();
+  ASSERT_TRUE(out.succeeded) << out.error;
+  ASSERT_EQ(cas.owned.size(), 1u);
+  EXPECT_FALSE(fs::exists(cas.owned[0])) << "the store did not take the archive";
+  ASSERT_TRUE(at_add.has_value());
+  EXPECT_EQ(at_add->at("cid"), json::value(out.cid));
+  EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
+
+  ASSERT_EQ(kv.hsets.size(), 1u);
+  const std::string& bytes = cas.blobs.at(out.cid);
+  io::Sha256 h;
+  h.update(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  EXPECT_EQ(kv.hsets[0].value.at("archive_sha256"), json::value(io::to_hex(h.finish())));
+}
+
+// Kill point 1: the record names the CID, the store never took the archive (still in
+// scratch). Nothing is adopted, and the archive's bytes are not a blob.
+TEST_F(ProviderRun, HandOffKilledBeforeTheRenameAdoptsNothing) {
+  auto ctx = context();
+  cas.identifies = true;
+  cas.adopts = true;
+  fs::create_directories(ctx.scratch_dir);
+  write_file(ctx.scratch_dir / "sync_archive_1_2.tar.gz", "never stored");
+  write_file(runtime::upload_in_flight_path(ctx),
+             R"({"archive": "sync_archive_1_2.tar.gz", "version": 1714742500, "cid": "bafkownnever"})");
+  auto adopted = runtime::adopt_upload_in_flight(ctx);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  EXPECT_FALSE(*adopted);
+  EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
+  EXPECT_TRUE(sent_files().empty());
+}
+
+// Kill point 2: the store renamed the archive into a blob (no file left in scratch) and
+// carsync died before the record named the returned CID: adopted by the recorded CID, and
+// retired by the next publish.
+TEST_F(ProviderRun, HandOffKilledAfterTheRenameIsFoundByItsCidAndRetired) {
+  auto ctx = context();
+  cas.identifies = true;
+  cas.adopts = true;
+  request_appdata();
+  ASSERT_TRUE(run_once().succeeded);
+  cas.blobs["bafkownorphan"] = "the killed run's archive";
+  write_file(runtime::upload_in_flight_path(ctx),
+             R"({"archive": "sync_archive_1_2.tar.gz", "version": 1714742500, "cid": "bafkownorphan"})");
+  auto adopted = runtime::adopt_upload_in_flight(ctx);
+  ASSERT_TRUE(adopted) << adopted.error().message;
+  EXPECT_TRUE(*adopted);
+  EXPECT_FALSE(fs::exists(runtime::upload_in_flight_path(ctx)));
+
+  clock.set(clock.peek() + 60);
+  request_appdata();
+  ASSERT_TRUE(run_once().succeeded);
+  EXPECT_EQ(cas.blobs.count("bafkownorphan"), 0u) << "the blob of the upload killed after the rename was never retired";
 }
 
 TEST_F(ProviderRun, UploadKilledBeforeTheStoreTookItAdoptsNothing) {
