@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace carsync::io {
 namespace {
@@ -128,7 +129,13 @@ Result<std::unique_ptr<ArchiveSource>> ArchiveSource::open(const std::filesystem
   options.buffers = std::max<std::size_t>(options.buffers, 2);
   options.buffer_bytes = std::max<std::size_t>(options.buffer_bytes, 4096);
   options.read_bytes = std::max<std::size_t>(options.read_bytes, 4096);
-  return std::unique_ptr<ArchiveSource>(new ArchiveSource(std::move(fd), archive.string(), size, *c, options));
+  try {
+    return std::unique_ptr<ArchiveSource>(new ArchiveSource(std::move(fd), archive.string(), size, *c, options));
+  } catch (const std::system_error& e) {  // no thread to be had (a resource limit)
+    return make_error(errc::io_failure, "archive reader thread: " + std::string(e.what()));
+  } catch (const std::bad_alloc&) {
+    return make_error(errc::io_failure, "archive read-ahead buffers: out of memory");
+  }
 }
 
 ArchiveSource::ArchiveSource(unique_fd fd, std::string name, std::uint64_t size, ArchiveCompression c,
