@@ -1,5 +1,6 @@
 #include "io/archive_scan.hpp"
 
+#include "io/archive_source.hpp"
 #include "io/secure_fs.hpp"
 #include "io/unique_fd.hpp"
 
@@ -26,8 +27,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// One read buffer for all member data: the archive is never held whole.
+// Sparse members only (the rest are written straight from the decompressed buffers): one
+// read buffer for their data, so the archive is never held whole.
 constexpr std::size_t block_bytes = 256 * 1024;
+// Decompressed bytes the scan still decodes after the tar end marker (tar pads to its record
+// size, 10 KiB by default) so the last member's checksum is verified; the rest of the file is
+// only read and hashed, so a bomb behind the end marker costs no decompression.
+constexpr std::uint64_t trailing_budget_bytes = 1u << 20;
 // Below this much file content the expansion ratio is not judged: a small snapshot of
 // empty or repetitive files compresses extremely well and is harmless.
 constexpr std::uint64_t ratio_floor_bytes = 1u << 20;
@@ -51,6 +57,18 @@ Error corrupt(struct archive* a) {
 }
 
 Error cancelled() { return make_error(errc::cancelled, "archive scan cancelled"); }
+
+// libarchive's read callback: raw tar from the decompressing reader thread.
+la_ssize_t read_tar(struct archive* a, void* client, const void** buffer) {
+  auto block = static_cast<ArchiveSource*>(client)->next();
+  if (!block) {
+    // The scanner reports the source's own error (ArchiveSource::error), not this copy.
+    archive_set_error(a, EIO, "%s", block.error().message.c_str());
+    return -1;
+  }
+  *buffer = block->data();
+  return static_cast<la_ssize_t>(block->size());
+}
 
 bool has_dotdot_segment(std::string_view p) {
   for (;;) {
@@ -133,7 +151,10 @@ class Scanner {
   Result<void> walk_parent(const core::ResolvedPath& r, std::size_t volume, const std::string& parent);
   Result<void> check_types(const std::string& path, bool is_dir);
   Result<void> check_size(const std::string& name, std::uint64_t size) const;
-  Result<std::string> stage(const std::string& name, std::size_t index, std::uint64_t size);
+  Result<std::string> stage(const std::string& name, std::size_t index, std::uint64_t size, bool sparse);
+  // After libarchive failed: the reader's own failure if it had one (the first cause).
+  Error failure();
+  Result<void> verify();
   bool cancel_requested() const noexcept { return cancel_ && cancel_->load(std::memory_order_relaxed); }
 
   const core::MountPolicy default_policy_{};
@@ -141,7 +162,7 @@ class Scanner {
   const core::MountPolicy& policy_;
   const std::atomic<bool>* cancel_;
 
-  unique_fd archive_fd_;  // declared first: libarchive must let go of it before it closes
+  std::unique_ptr<ArchiveSource> source_;  // declared first: libarchive reads from it until freed
   std::unique_ptr<struct archive, decltype(&archive_read_free)> a_{nullptr, archive_read_free};
   std::uint64_t compressed_bytes_ = 0;
   unique_fd staging_fd_;
@@ -173,7 +194,6 @@ Result<void> Scanner::run(const fs::path& archive, const fs::path& staging_dir) 
 
   resolve_manifest();
   if (auto r = open_archive(archive); !r) return r;
-  buf_ = std::make_unique<char[]>(block_bytes);
 
   for (std::size_t index = 0;; ++index) {
     if (cancel_requested()) return cancelled();
@@ -183,14 +203,32 @@ Result<void> Scanner::run(const fs::path& archive, const fs::path& staging_dir) 
     if (rc == ARCHIVE_WARN) {
       spdlog::warn("archive {}: {}", archive.string(), archive_error_string(a_.get()));
     } else if (rc != ARCHIVE_OK) {
-      return corrupt(a_.get());
+      return failure();
     }
     if (index >= ctx_.limits.max_members)
       return limit(fmt::format("archive has more than {} members", ctx_.limits.max_members));
     if (auto r = member(e, index); !r) return r;
   }
+  if (auto r = verify(); !r) return r;
 
   if (ctx_.fsync_blobs && !blobs_.empty()) return fsync_dir(staging_fd_.get());
+  return {};
+}
+
+Error Scanner::failure() {
+  if (auto e = source_->error()) return *e;
+  return corrupt(a_.get());
+}
+
+// The tar stream ended: the rest of the file is read (and hashed) to its end before the
+// plan is returned, so a truncated or corrupt tail, or a file that is not the one the
+// record names, fails the scan.
+Result<void> Scanner::verify() {
+  auto digest = source_->finish(trailing_budget_bytes);
+  if (!digest) return digest.error();
+  if (ctx_.expected_sha256 && *digest != *ctx_.expected_sha256)
+    return make_error(errc::corrupt_archive, fmt::format("archive failed verification: sha256 {} expected {}",
+                                                         to_hex(*digest), to_hex(*ctx_.expected_sha256)));
   return {};
 }
 
@@ -215,36 +253,27 @@ void Scanner::resolve_manifest() {
 }
 
 Result<void> Scanner::open_archive(const fs::path& archive) {
-  archive_fd_.reset(::open(archive.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!archive_fd_) return os_error(errno, "open " + archive.string());
-  auto st = stat_fd(archive_fd_, archive.string());
-  if (!st) return st.error();
-  if (!S_ISREG(st->st_mode))
-    return make_error(errc::corrupt_archive, "not a tar archive: " + archive.string() + " is not a regular file");
-  compressed_bytes_ = static_cast<std::uint64_t>(st->st_size);
+  // The source refuses anything but gzip or zstd by its magic bytes and decompresses on a
+  // thread of its own; libarchive only parses the tar it hands over.
+  auto source = ArchiveSource::open(archive, {.cancel = cancel_});
+  if (!source) return source.error();
+  source_ = std::move(*source);
+  compressed_bytes_ = source_->file_size();
 
   a_.reset(archive_read_new());
   if (!a_) return make_error(errc::io_failure, "archive: out of memory");
   struct archive* a = a_.get();
-  // ARCHIVE_WARN here means libarchive would spawn an external program: refuse instead.
-  if (archive_read_support_filter_gzip(a) != ARCHIVE_OK || archive_read_support_filter_zstd(a) != ARCHIVE_OK)
-    return make_error(errc::io_failure, "libarchive lacks built-in gzip or zstd decompression");
   if (archive_read_support_format_tar(a) != ARCHIVE_OK)
     return make_error(errc::io_failure, "libarchive lacks tar support");
-  // Opening also picks the format, from the first decompressed bytes.
-  if (archive_read_open_fd(a, archive_fd_.get(), block_bytes) != ARCHIVE_OK) {
-    // Only "no reader recognised it" means not-tar; a broken compression stream is corrupt.
+  // Opening also checks the format, from the first decompressed bytes.
+  if (archive_read_open2(a, source_.get(), nullptr, read_tar, nullptr, nullptr) != ARCHIVE_OK) {
+    if (auto e = source_->error()) return *e;
+    // Only "no reader recognised it" means not-tar; anything else is corrupt.
     if (archive_errno(a) != unrecognised_format_errno) return corrupt(a);
     const char* detail = archive_error_string(a);
     return make_error(errc::corrupt_archive, "not a tar archive: " + archive.string() + " (" +
                                                  (detail ? detail : "unrecognised content") + ")");
   }
-
-  // Exactly one decompression filter, then the raw file: no plain tar, no nested streams.
-  const int filter = archive_filter_code(a, 0);
-  if (archive_filter_count(a) != 2 || (filter != ARCHIVE_FILTER_GZIP && filter != ARCHIVE_FILTER_ZSTD))
-    return make_error(errc::corrupt_archive,
-                      "not a tar archive compressed with gzip or zstd: " + archive.string());
   return {};
 }
 
@@ -299,7 +328,7 @@ Result<void> Scanner::member(struct archive_entry* e, std::size_t index) {
       return make_error(errc::corrupt_archive, "tar member has no valid size: " + name);
     entry.size = static_cast<std::uint64_t>(declared);
     if (auto r = check_size(name, entry.size); !r) return r;
-    auto blob = stage(name, index, entry.size);
+    auto blob = stage(name, index, entry.size, archive_entry_sparse_count(e) > 0);
     if (!blob) return blob.error();
     entry.blob = std::move(*blob);
     plan.total_bytes += entry.size;
@@ -421,7 +450,7 @@ Result<void> Scanner::check_size(const std::string& name, std::uint64_t size) co
   return {};
 }
 
-Result<std::string> Scanner::stage(const std::string& name, std::size_t index, std::uint64_t size) {
+Result<std::string> Scanner::stage(const std::string& name, std::size_t index, std::uint64_t size, bool sparse) {
   std::string blob = fmt::format("{:06}.blob", index);
   auto fd = open_beneath(staging_fd_.get(), blob, O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (!fd) return fd.error();
@@ -430,14 +459,35 @@ Result<std::string> Scanner::stage(const std::string& name, std::size_t index, s
   std::uint64_t got = 0;
   for (;;) {
     if (cancel_requested()) return cancelled();
-    const la_ssize_t n = archive_read_data(a_.get(), buf_.get(), block_bytes);
-    if (n < 0) return corrupt(a_.get());
-    if (n == 0) break;
+    const char* data = nullptr;
+    std::size_t n = 0;
+    if (sparse) {
+      // libarchive fills the holes with zeros here; a rare case, copied through a buffer.
+      if (!buf_) buf_ = std::make_unique<char[]>(block_bytes);
+      const la_ssize_t r = archive_read_data(a_.get(), buf_.get(), block_bytes);
+      if (r < 0) return failure();
+      data = buf_.get();
+      n = static_cast<std::size_t>(r);
+    } else {
+      // Straight from the decompressed buffer: no copy through a buffer of our own.
+      const void* block = nullptr;
+      la_int64_t offset = 0;
+      const int rc = archive_read_data_block(a_.get(), &block, &n, &offset);
+      if (rc == ARCHIVE_EOF) break;
+      if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return failure();
+      if (offset != static_cast<la_int64_t>(got))
+        return make_error(errc::corrupt_archive,
+                          fmt::format("tar member {} has data at offset {} where {} was expected", name, offset, got));
+      data = static_cast<const char*>(block);
+    }
+    if (n == 0) {
+      if (sparse) break;
+      continue;
+    }
     got += static_cast<std::uint64_t>(n);
     if (got > size) break;  // reported below; libarchive should never hand out more
     if (ctx_.progress) ctx_.progress->fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    if (auto w = write_all(fd->get(), std::string_view(buf_.get(), static_cast<std::size_t>(n))); !w)
-      return w.error();
+    if (auto w = write_all(fd->get(), std::string_view(data, n)); !w) return w.error();
   }
   if (got != size)
     return make_error(errc::corrupt_archive,

@@ -49,7 +49,9 @@ struct ScanContext {
 // empty; on failure every blob written is removed again and the first violation is
 // returned (errc::corrupt_archive, path_rejected, escapes_root, not_regular,
 // limit_exceeded, cancelled, or an OS error). `cancel` is polled between members and
-// between data blocks.
+// between data blocks, and by the reader thread (io/archive_source) that reads, hashes and
+// decompresses the file ahead of the tar parsing. The whole file is read before the plan is
+// returned: bytes after the last gzip member / zstd frame are hashed but not decoded.
 Result<ApplyPlan> scan_and_stage(const std::filesystem::path& archive, const ScanContext& ctx,
                                  const std::filesystem::path& staging_dir,
                                  const std::atomic<bool>* cancel = nullptr);
