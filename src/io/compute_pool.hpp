@@ -15,7 +15,8 @@ namespace carsync::io {
 
 class ComputePool {
  public:
-  // 0: one thread per hardware thread (std::thread::hardware_concurrency(), at least 1).
+  // 0: one thread per CPU this process may run on (its affinity mask, so a cpuset or taskset
+  // is honoured; std::thread::hardware_concurrency() where that is unknown; at least 1).
   explicit ComputePool(unsigned threads);
   // Runs every job already queued, then joins the threads.
   ~ComputePool();

@@ -1,6 +1,7 @@
 #include "io/compute_pool.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,10 +17,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-TEST(ComputePool, SizeIsTheThreadCountAndZeroMeansEveryHardwareThread) {
+TEST(ComputePool, SizeIsTheThreadCountAndZeroMeansEveryUsableCpu) {
   EXPECT_EQ(ComputePool(3).size(), 3u);
   EXPECT_EQ(ComputePool(1).size(), 1u);
-  EXPECT_EQ(ComputePool(0).size(), std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_EQ(ComputePool(0).size(), static_cast<unsigned>(CPU_COUNT(&set)));
 }
 
 TEST(ComputePool, RunsEveryJobOnItsOwnThreads) {
