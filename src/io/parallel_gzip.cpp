@@ -125,7 +125,7 @@ ParallelGzip::ParallelGzip(const ParallelGzipOptions& opts, ByteSink sink)
       compute_(opts.compute),
       sink_(std::move(sink)),
       block_size_(std::max(opts.block_size, dictionary_bytes)),
-      window_(opts.window ? opts.window : compute_ ? 2 * std::size_t{compute_->size()} + 2 : 1),
+      window_(opts.window ? opts.window : compute_ ? 4 * std::size_t{compute_->size()} + 4 : 1),
       crc_(static_cast<std::uint32_t>(crc32_z(0, nullptr, 0))) {
   next_.reserve(dictionary_bytes + block_size_);
 }
@@ -207,20 +207,22 @@ Result<void> ParallelGzip::drain(std::size_t keep) {
       in_flight_.pop_front();
     }
     if (in_flight_.size() <= keep) return {};
-    // The window is full: wait for the oldest block, compressing queued ones meanwhile.
+    // The window is full: wait for the oldest block. While pool threads work on this stream
+    // one of them ends soon (and takes the oldest next, the queue being FIFO); the writer
+    // only waits, so it refills the window at once and the pool never runs dry (helping
+    // then would leave the pool idle while the writer compresses, as measured). When no pool
+    // thread works on this stream (the pool is busy with other builds, or has no thread
+    // free), the writer compresses the oldest block itself: a build never depends on the pool.
     std::shared_ptr<Block> help;
     {
       std::unique_lock lk(shared_->mu);
       const auto& oldest = in_flight_.front();
+      // Not done and nothing running: the oldest is still queued (at the front).
+      shared_->changed.wait(lk, [&] { return oldest->done || shared_->running == 0; });
       if (!oldest->done) {
-        if (!shared_->queued.empty()) {
-          help = std::move(shared_->queued.front());
-          shared_->queued.pop_front();
-          ++shared_->running;
-        } else {
-          // Every unfinished block is being compressed by a pool thread: it ends soon.
-          shared_->changed.wait(lk, [&] { return oldest->done; });
-        }
+        help = std::move(shared_->queued.front());
+        shared_->queued.pop_front();
+        ++shared_->running;
       }
     }
     if (help) shared_->run(*help);

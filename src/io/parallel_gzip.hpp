@@ -27,7 +27,8 @@ struct ParallelGzipOptions {
   int level = 6;                          // zlib level, 0-9
   std::size_t block_size = 128 * 1024;    // input bytes per block (at least 32 KiB)
   ComputePool* compute = nullptr;         // nullptr: every block on the caller's thread
-  // Blocks in flight at most; 0: 2 x the pool's threads + 2 (1 without a pool).
+  // Blocks in flight at most; 0: 4 x the pool's threads + 4 (1 without a pool): ~3.5 MiB
+  // with 2 threads, and slack enough that a writer woken late still finds the pool busy.
   std::size_t window = 0;
 };
 
