@@ -13,6 +13,7 @@
 // compressor process. Each figure is the best of N runs.
 #include "dataset.hpp"
 #include "io/capture.hpp"
+#include "io/compute_pool.hpp"
 #include "io/file_engine.hpp"
 
 #include <fcntl.h>
@@ -85,7 +86,8 @@ std::uint64_t carsync_build(const fs::path& data, const fs::path& out, ArchiveFo
   auto reader = io::make_reader(engine, {});
   if (reader->kind() != engine) throw std::runtime_error("io_uring is not available here");
   const core::ResolvedPath source{"/data", (data / "tree").string(), "/data", ""};
-  auto stats = io::build_offline_archive({&source, 1}, out, {format, level}, *reader);
+  static io::ComputePool compute(0);  // every usable CPU, as the node's pool
+  auto stats = io::build_offline_archive({&source, 1}, out, {format, level, nullptr, &compute}, *reader);
   if (!stats) throw std::runtime_error(stats.error().message);
   return stats->archive_size;
 }

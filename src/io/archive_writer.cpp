@@ -1,5 +1,8 @@
 #include "io/archive_writer.hpp"
 
+#include "io/parallel_gzip.hpp"
+#include "io/zstd_stream.hpp"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -13,24 +16,8 @@
 namespace carsync::io {
 namespace {
 
-// Output leaves libarchive in blocks of this size: few write(2) calls, small buffer.
+// The plain tar leaves libarchive in blocks of this size: few calls into the compressor.
 constexpr int bytes_per_block = 64 * 1024;
-
-Error archive_error(struct archive* a, std::string_view what) {
-  std::string text = "archive ";
-  text += what;
-  text += ": ";
-  const char* detail = archive_error_string(a);
-  text += detail ? detail : "unknown libarchive error";
-  // libarchive says only "Write error" when write(2) fails; the errno it kept is the
-  // cause an operator needs ("No space left on device").
-  const int err = archive_errno(a);
-  if (err > 0) {  // libarchive's own errors are negative (ARCHIVE_ERRNO_MISC)
-    const std::string cause = std::strerror(err);
-    if (text.find(cause) == std::string::npos) text += ": " + cause;
-  }
-  return make_error(errc::io_failure, std::move(text));
-}
 
 struct EntryDeleter {
   void operator()(archive_entry* e) const noexcept { archive_entry_free(e); }
@@ -50,21 +37,28 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::create(const std::filesyst
 
   // PAX like the reference writer. libarchive only adds an extended header when a member
   // needs one (long or non-ASCII name, large size or id), so most members are plain ustar.
-  if (archive_write_set_format_pax(a) != ARCHIVE_OK) return archive_error(a, "format");
+  if (archive_write_set_format_pax(a) != ARCHIVE_OK) return w->archive_error("format");
+  // No libarchive filter: its gzip and zstd filters compress on this thread only.
+  if (archive_write_add_filter_none(a) != ARCHIVE_OK) return w->archive_error("filter");
 
-  const std::string level = std::to_string(opts.level);
-  const char* filter = opts.format == ArchiveFormat::tar_zst ? "zstd" : "gzip";
-  const int added = opts.format == ArchiveFormat::tar_zst ? archive_write_add_filter_zstd(a)
-                                                          : archive_write_add_filter_gzip(a);
-  if (added != ARCHIVE_OK) return archive_error(a, filter);
-  if (archive_write_set_filter_option(a, filter, "compression-level", level.c_str()) != ARCHIVE_OK)
-    return archive_error(a, "compression level");
+  ArchiveWriter* self = w.get();  // the writer outlives its compressor (a member)
+  ByteSink to_file = [self](std::span<const std::byte> bytes) { return self->write_file(bytes); };
+  if (opts.format == ArchiveFormat::tar_zst) {
+    auto z = ZstdStream::create(opts.level, opts.compute, std::move(to_file));
+    if (!z) return z.error();
+    w->compressor_ = std::move(*z);
+  } else {
+    if (opts.level < 0 || opts.level > 9)
+      return make_error(errc::io_failure, "gzip compression level " + std::to_string(opts.level) + " is not 0-9");
+    w->compressor_ = std::make_unique<ParallelGzip>(
+        ParallelGzipOptions{.level = opts.level, .compute = opts.compute}, std::move(to_file));
+  }
 
   if (archive_write_set_bytes_per_block(a, bytes_per_block) != ARCHIVE_OK ||
       archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK)  // no padding after the stream
-    return archive_error(a, "blocking");
+    return w->archive_error("blocking");
   if (archive_write_open2(a, w.get(), nullptr, &ArchiveWriter::write_out, nullptr, nullptr) != ARCHIVE_OK)
-    return archive_error(a, "open");
+    return w->archive_error("open");
   return w;
 }
 
@@ -74,8 +68,10 @@ ArchiveWriter::~ArchiveWriter() {
     // An abandoned archive (failed or cancelled build). Marking it failed makes close()
     // skip padding the open member to its announced size (up to gigabytes of zeros into a
     // file the caller is about to delete). close() must still run: only it releases the
-    // compressor (zlib's deflate state) and the output block buffer, and free() skips it
-    // once the archive is marked failed. It writes at most the small tar/gzip trailer.
+    // output block buffer, and free() skips it once the archive is marked failed. What it
+    // still writes (the tar trailer) is dropped by write_out; the compressor, destroyed
+    // after this, drops its queued blocks.
+    abandoned_ = true;
     archive_write_fail(a_);
     archive_write_close(a_);
   }
@@ -98,7 +94,7 @@ Result<void> ArchiveWriter::header(std::string_view name, const struct stat& st,
   archive_entry_set_size(entry.get(), size);
   // nlink, dev and ino stay unset: every file is a full regular member, never a hard link.
   if (archive_write_header(a_, entry.get()) < ARCHIVE_WARN)
-    return archive_error(a_, "header of " + path);
+    return archive_error("header of " + path);
   return {};
 }
 
@@ -118,7 +114,7 @@ Result<void> ArchiveWriter::add_file(std::string_view name, const struct stat& s
       return make_error(errc::io_failure, "file " + std::string(name) + " changed while reading");
     while (!chunk.empty()) {
       const la_ssize_t n = archive_write_data(a_, chunk.data(), chunk.size());
-      if (n <= 0) return archive_error(a_, "write of " + std::string(name));
+      if (n <= 0) return archive_error("write of " + std::string(name));
       chunk = chunk.subspan(static_cast<std::size_t>(n));
       written += n;
     }
@@ -128,33 +124,60 @@ Result<void> ArchiveWriter::add_file(std::string_view name, const struct stat& s
   if (written != size)
     return make_error(errc::io_failure, "file " + std::string(name) + " changed while reading");
   if (archive_write_finish_entry(a_) < ARCHIVE_WARN)
-    return archive_error(a_, "member " + std::string(name));
+    return archive_error("member " + std::string(name));
   return {};
 }
 
-// Every byte leaving the compressor is hashed on its way to the file.
+// The plain tar, as libarchive produces it, goes to the compressor.
 ssize_t ArchiveWriter::write_out(struct archive* a, void* self, const void* data, std::size_t size) {
   auto* w = static_cast<ArchiveWriter*>(self);
-  const auto* p = static_cast<const std::byte*>(data);
-  std::size_t left = size;
-  while (left > 0) {
-    const ssize_t n = ::write(w->fd_.get(), p, left);
+  if (w->abandoned_) return static_cast<ssize_t>(size);  // nobody will read it
+  auto r = w->compressor_->write({static_cast<const std::byte*>(data), size});
+  if (!r) {
+    w->compressor_error_ = r.error();
+    archive_set_error(a, -1, "%s", r.error().message.c_str());  // -1: not an errno (misc)
+    return -1;
+  }
+  return static_cast<ssize_t>(size);
+}
+
+// Every byte leaving the compressor is hashed on its way to the file.
+Result<void> ArchiveWriter::write_file(std::span<const std::byte> bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd_.get(), bytes.data(), bytes.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      archive_set_error(a, errno, "write");
-      return -1;
+      return os_error(errno, "write");  // keeps the cause: "No space left on device"
     }
-    w->hash_.update({p, static_cast<std::size_t>(n)});
-    p += n;
-    left -= static_cast<std::size_t>(n);
+    hash_.update(bytes.first(static_cast<std::size_t>(n)));
+    bytes = bytes.subspan(static_cast<std::size_t>(n));
+    written_ += static_cast<std::uint64_t>(n);
   }
-  w->written_ += size;
-  return static_cast<ssize_t>(size);
+  return {};
+}
+
+Error ArchiveWriter::archive_error(std::string_view what) const {
+  std::string text = "archive ";
+  text += what;
+  text += ": ";
+  // The compressor's or the file's own words name the cause ("write: No space left on
+  // device"); libarchive would only say that its callback failed.
+  if (compressor_error_) return make_error(errc::io_failure, text + compressor_error_->message);
+  const char* detail = a_ ? archive_error_string(a_) : nullptr;
+  text += detail ? detail : "unknown libarchive error";
+  const int err = a_ ? archive_errno(a_) : 0;
+  if (err > 0) {  // libarchive's own errors are negative (ARCHIVE_ERRNO_MISC)
+    const std::string cause = std::strerror(err);
+    if (text.find(cause) == std::string::npos) text += ": " + cause;
+  }
+  return make_error(errc::io_failure, std::move(text));
 }
 
 Result<ArchiveSeal> ArchiveWriter::finish() {
   finished_ = true;
-  if (archive_write_close(a_) != ARCHIVE_OK) return archive_error(a_, "close");
+  // close() sends the tar trailer through write_out; then the compressor ends its stream.
+  if (archive_write_close(a_) != ARCHIVE_OK) return archive_error("close");
+  if (auto r = compressor_->finish(); !r) return make_error(errc::io_failure, "archive close: " + r.error().message);
   return ArchiveSeal{.size = written_, .sha256 = hash_.finish()};
 }
 

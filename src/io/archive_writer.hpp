@@ -1,9 +1,12 @@
 #pragma once
-// A tar archive (PAX, numeric ids) compressed with gzip or zstd, written by libarchive to a
-// file. Members are streamed: file content arrives in chunks, nothing is held whole.
+// A tar archive (PAX, numeric ids) compressed with gzip or zstd, written to a file. libarchive
+// writes the plain tar; our compressor (parallel_gzip, zstd_stream) compresses it on the
+// compute pool's threads and the result is hashed on its way to the file. Members are
+// streamed: file content arrives in chunks, nothing is held whole.
 #include "carsync/config.hpp"
 #include "core/error.hpp"
 #include "io/sha256.hpp"
+#include "io/stream_compressor.hpp"
 #include "io/unique_fd.hpp"
 
 #include <sys/stat.h>
@@ -14,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -58,13 +62,22 @@ class ArchiveWriter {
  private:
   ArchiveWriter() = default;
   Result<void> header(std::string_view name, const struct stat& st, unsigned type, std::int64_t size);
-  // libarchive's write callback (la_ssize_t is ssize_t on Linux).
+  // libarchive's write callback: the plain tar, into the compressor (la_ssize_t is ssize_t
+  // on Linux).
   static ssize_t write_out(struct archive*, void* self, const void* data, std::size_t size);
+  // The compressor's output: hashed, then written to the file.
+  Result<void> write_file(std::span<const std::byte> bytes);
+  // A libarchive failure as our error; a compressor or file failure is named by its cause.
+  Error archive_error(std::string_view what) const;
+
   struct archive* a_ = nullptr;
   unique_fd fd_;
   Sha256 hash_;
   std::uint64_t written_ = 0;
+  std::unique_ptr<StreamCompressor> compressor_;
+  std::optional<Error> compressor_error_;  // why write_out refused bytes
   bool finished_ = false;
+  bool abandoned_ = false;  // being destroyed unfinished: nothing more is compressed
 };
 
 }  // namespace carsync::io

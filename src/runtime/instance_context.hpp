@@ -7,6 +7,7 @@
 #include "carsync/status.hpp"
 #include "core/clock.hpp"
 #include "core/path_rules.hpp"
+#include "io/compute_pool.hpp"
 #include "io/control_files.hpp"
 #include "io/file_engine.hpp"
 #include "io/history_store.hpp"
@@ -94,6 +95,7 @@ struct InstanceContext {
   backend::ContainerRuntime& container;
   BlockingPool& io_pool;   // short filesystem jobs
   BlockingPool& cpu_pool;  // archive build / extraction
+  io::ComputePool* compute = nullptr;  // the node's compression threads; nullptr: a build compresses inline
   const core::Clock& clock;
   std::filesystem::path scratch_dir;  // host-private, per instance
   std::filesystem::path state_dir;    // host-private: current_apply.json, quarantine/, staging/, journal

@@ -44,6 +44,7 @@ InstanceSupervisor::InstanceSupervisor(InstanceConfig config, NodeServices& serv
            .container = *container_,
            .io_pool = services.io_pool,
            .cpu_pool = services.cpu_pool,
+           .compute = services.compute,
            .clock = services.clock,
            .scratch_dir = instance_dir() / "scratch",
            .state_dir = instance_dir() / "sync_history" / "state",

@@ -25,6 +25,7 @@ struct NodeServices {
   backend::KvStore& kv;
   BlockingPool& io_pool;
   BlockingPool& cpu_pool;
+  io::ComputePool* compute = nullptr;  // parallel compression (the node's pool)
   const core::Clock& clock;
   core::MountPolicy policy;
   std::optional<std::string> node_id;

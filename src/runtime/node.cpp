@@ -81,6 +81,13 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
   std::unique_ptr<asio::io_context> own_ioc;  // when the node runs its own loop
   asio::any_io_executor ex;
   std::thread own_thread;
+  // Compression threads, one per usable CPU, shared by every build: limits.archive_workers
+  // bounds how many builds run at once (each holds a cpu_pool thread), and each build then
+  // compresses on every core, as pigz and zstd -T0 do; idle threads cost nothing. An operator
+  // who wants carsync on fewer cores pins it (systemd CPUAffinity=/AllowedCPUs=, a cpuset,
+  // taskset): the count follows the affinity mask. Declared before the pools whose jobs use
+  // it, so it is destroyed after them.
+  io::ComputePool compute;
   runtime::BlockingPool io_pool;
   runtime::BlockingPool cpu_pool;
   io::EngineKind engine;
@@ -122,6 +129,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
         lock(take_lock(cfg)),
         own_ioc(std::move(ioc)),
         ex(own_ioc ? own_ioc->get_executor() : std::move(executor)),
+        compute(0),
         io_pool(cfg.limits.io_workers),
         cpu_pool(cfg.limits.archive_workers),
         engine(io::select_engine(cfg.limits.file_engine)),
@@ -147,6 +155,7 @@ struct Node::Impl : std::enable_shared_from_this<Node::Impl> {
         .kv = *kv,
         .io_pool = io_pool,
         .cpu_pool = cpu_pool,
+        .compute = &compute,
         .clock = clock,
         .policy = core::MountPolicy{.volume_roots = cfg.volume_roots, .legacy_root = cfg.legacy_volumes_root},
         .node_id = cfg.node_id,

@@ -292,7 +292,8 @@ class ProviderDriver {
                 std::to_string(::getpid()) + std::string(archive_suffix(ctx_.config.sync.archive_format)));
     io::ArchiveOptions opts{.format = ctx_.config.sync.archive_format,
                             .level = ctx_.config.sync.compression_level,
-                            .progress = ctx_.status ? &ctx_.status->progress_done() : nullptr};
+                            .progress = ctx_.status ? &ctx_.status->progress_done() : nullptr,
+                            .compute = ctx_.compute};
     if (req.runtime.online()) {
       // Re-checked at archive time: the opt-in may have been withdrawn since the claim.
       if (!ctx_.config.sync.allow_online_capture)

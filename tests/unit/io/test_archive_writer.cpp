@@ -1,5 +1,7 @@
 #include "io/archive_writer.hpp"
 
+#include "io/compute_pool.hpp"
+#include "support/small_tmpfs.hpp"
 #include "support/temp_dir.hpp"
 #include "unit/io/archive_reader.hpp"
 
@@ -8,8 +10,11 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace carsync::io {
@@ -209,6 +214,183 @@ TEST(ArchiveWriter, RefusesToOverwriteAnExistingFile) {
   auto w = ArchiveWriter::create(dir / "out.tar.gz", {});
   ASSERT_FALSE(w);
   EXPECT_EQ(test::read_file(dir / "out.tar.gz"), "keep");
+}
+
+
+// ---------------------------------------------------------------------------------------
+// Parallel compression (ArchiveOptions.compute)
+
+int shell(const std::string& command) { return std::system(command.c_str()); }
+
+// Text around random bytes: both kinds of block, and matches across block boundaries.
+std::string mixed_content(std::size_t bytes) {
+  std::mt19937 rng(7);
+  std::string s;
+  while (s.size() < bytes / 3) s += "line " + std::to_string(rng() % 1000) + " of an application log\n";
+  while (s.size() < 2 * bytes / 3) s += static_cast<char>(rng() & 0xff);
+  while (s.size() < bytes) s += "key=" + std::to_string(rng() % 50) + " value=" + std::to_string(rng() % 7) + "\n";
+  return s;
+}
+
+Sha256Digest sha256_of_file(const std::filesystem::path& p) {
+  const auto bytes = test::read_file(p);
+  Sha256 h;
+  h.update(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  return h.finish();
+}
+
+// write_sample, returning the seal as well.
+std::pair<std::filesystem::path, ArchiveSeal> write_sealed(const TempDir& dir, const ArchiveOptions& opts,
+                                                          const std::string& content, std::string name = "out") {
+  const auto path = dir / name;
+  auto w = ArchiveWriter::create(path, opts);
+  EXPECT_TRUE(w) << w.error().message;
+  EXPECT_TRUE((*w)->add_directory("app/data", file_stat(S_IFDIR | 0750, 1234, 5678, 1700000000, 0)));
+  EXPECT_TRUE((*w)->add_file("app/data/x.bin", file_stat(S_IFREG | 0640, 4321, 8765, 1700000002, content.size()),
+                             fill_with(content, 100000)));
+  auto seal = (*w)->finish();
+  EXPECT_TRUE(seal) << seal.error().message;
+  return {path, seal ? *seal : ArchiveSeal{}};
+}
+
+TEST(ArchiveWriterParallel, GzipIsOneStandardMemberEveryReaderTakes) {
+  TempDir dir;
+  ComputePool pool(4);
+  const auto content = mixed_content(3u << 20);
+  const auto [path, seal] = write_sealed(dir, {ArchiveFormat::tar_gz, 6, nullptr, &pool}, content);
+  EXPECT_EQ(seal.size, std::filesystem::file_size(path));
+  EXPECT_EQ(seal.sha256, sha256_of_file(path));
+
+  auto back = test::read_archive(path);  // libarchive
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->filter, "gzip");
+  ASSERT_EQ(back->members.size(), 2u);
+  EXPECT_EQ(back->members[1].content, content);
+
+  const std::string p = path.string();
+  EXPECT_EQ(shell("gzip -t " + p), 0);
+  const auto list = dir / "list.txt";
+  ASSERT_EQ(shell("tar -tzf " + p + " > " + list.string()), 0);
+  EXPECT_EQ(test::read_file(list), "app/data/\napp/data/x.bin\n");
+  // Python's tarfile, the reference consumer: names, and the content's size and a digest.
+  const auto py = dir / "py.txt";
+  ASSERT_EQ(shell("python3 -c 'import sys, tarfile, hashlib\n"
+                  "t = tarfile.open(sys.argv[1], \"r:gz\")\n"
+                  "for m in t.getmembers():\n"
+                  "    d = t.extractfile(m).read() if m.isfile() else b\"\"\n"
+                  "    print(m.name, len(d), hashlib.sha256(d).hexdigest())' " + p + " > " + py.string()),
+            0);
+  Sha256 h;
+  h.update(std::as_bytes(std::span(content.data(), content.size())));
+  EXPECT_EQ(test::read_file(py), "app/data 0 " + to_hex(Sha256().finish()) + "\napp/data/x.bin " +
+                                     std::to_string(content.size()) + " " + to_hex(h.finish()) + "\n");
+}
+
+TEST(ArchiveWriterParallel, ZstdWithWorkersIsReadByZstdAndTar) {
+  TempDir dir;
+  ComputePool pool(2);
+  const auto content = mixed_content(6u << 20);  // more than one 2 MiB job
+  const auto [path, seal] = write_sealed(dir, {ArchiveFormat::tar_zst, 3, nullptr, &pool}, content);
+  EXPECT_EQ(seal.size, std::filesystem::file_size(path));
+  EXPECT_EQ(seal.sha256, sha256_of_file(path));
+  EXPECT_EQ(shell("zstd -q -t " + path.string()), 0);
+  auto back = test::read_archive(path);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->filter, "zstd");
+  ASSERT_EQ(back->members.size(), 2u);
+  EXPECT_EQ(back->members[1].content, content);
+  std::filesystem::create_directory(dir / "x");
+  ASSERT_EQ(shell("tar -I zstd -xf " + path.string() + " -C " + (dir / "x").string()), 0);
+  EXPECT_EQ(test::read_file(dir / "x/app/data/x.bin"), content);
+}
+
+TEST(ArchiveWriterParallel, GzipBytesDoNotDependOnTheThreadCount) {
+  TempDir dir;
+  const auto content = mixed_content(2u << 20);
+  ComputePool one(1), four(4);
+  const auto a = write_sealed(dir, {ArchiveFormat::tar_gz, 6, nullptr, nullptr}, content, "inline").first;
+  const auto b = write_sealed(dir, {ArchiveFormat::tar_gz, 6, nullptr, &one}, content, "one").first;
+  const auto c = write_sealed(dir, {ArchiveFormat::tar_gz, 6, nullptr, &four}, content, "four").first;
+  const auto bytes = test::read_file(a);
+  EXPECT_EQ(test::read_file(b), bytes);
+  EXPECT_EQ(test::read_file(c), bytes);
+}
+
+TEST(ArchiveWriterParallel, GzipWithinTwoPercentOfGzipOnTheSameTar) {
+  TempDir dir;
+  ComputePool pool(2);
+  const auto path = write_sealed(dir, {ArchiveFormat::tar_gz, 6, nullptr, &pool}, mixed_content(4u << 20)).first;
+  const std::string tar = (dir / "plain.tar").string(), ref = (dir / "ref.tar.gz").string();
+  ASSERT_EQ(shell("gzip -dc " + path.string() + " > " + tar + " && gzip -n -6 -c " + tar + " > " + ref), 0);
+  const auto ours = std::filesystem::file_size(path), gzip = std::filesystem::file_size(ref);
+  EXPECT_LE(static_cast<double>(ours), 1.02 * static_cast<double>(gzip)) << ours << " vs gzip -6 " << gzip;
+}
+
+TEST(ArchiveWriterParallel, AFullDiskIsNamedInTheError) {
+  for (auto format : {ArchiveFormat::tar_gz, ArchiveFormat::tar_zst}) {
+    SCOPED_TRACE(std::string(to_string(format)));
+    TempDir dir;
+    test::SmallTmpfs space;
+    if (auto why = space.mount(dir / "small", 256)) GTEST_SKIP() << *why;
+    ComputePool pool(2);
+    auto w = ArchiveWriter::create(dir / "small/out", {format, 3, nullptr, &pool});
+    ASSERT_TRUE(w) << w.error().message;
+    std::mt19937 rng(1);
+    std::string random(4u << 20, '\0');
+    for (auto& c : random) c = static_cast<char>(rng() & 0xff);
+    auto r = (*w)->add_file("big", file_stat(S_IFREG | 0644, 0, 0, 0, random.size()), fill_with(random, 65536));
+    if (r) {  // the last blocks may only fail at the end
+      auto sealed = (*w)->finish();
+      if (!sealed) r = sealed.error();
+    }
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, make_error_code(errc::io_failure));
+    EXPECT_NE(r.error().message.find("No space left on device"), std::string::npos) << r.error().message;
+  }
+}
+
+// The threads in this process (/proc/self/task). A joined thread leaves the list a moment
+// after join() returns, so callers wait for the count with a deadline.
+std::size_t threads_now() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+bool threads_settle_to(std::size_t expected) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (threads_now() != expected) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// A build cancelled with blocks still compressing: the writer's destructor drops what is
+// queued and waits only for what runs, so neither pool jobs nor zstd workers outlive it.
+TEST(ArchiveWriterParallel, AbandonedMidStreamLeavesNoThreadRunning) {
+  for (auto format : {ArchiveFormat::tar_gz, ArchiveFormat::tar_zst}) {
+    SCOPED_TRACE(std::string(to_string(format)));
+    TempDir dir;
+    const auto baseline = threads_now();
+    {
+      ComputePool pool(2);
+      const auto with_pool = baseline + pool.size();
+      {
+        auto w = ArchiveWriter::create(dir / "out", {format, 6, nullptr, &pool});
+        ASSERT_TRUE(w) << w.error().message;
+        const auto content = mixed_content(8u << 20);
+        auto cancelled = [&](const auto& sink) -> Result<void> {
+          if (auto r = sink(std::as_bytes(std::span(content.data(), content.size()))); !r) return r;
+          return make_error(errc::cancelled, "cancelled");
+        };
+        auto r = (*w)->add_file("big", file_stat(S_IFREG | 0644, 0, 0, 0, off_t{1} << 30), cancelled);
+        ASSERT_FALSE(r);
+      }  // abandoned with blocks in flight
+      EXPECT_TRUE(threads_settle_to(with_pool)) << threads_now() << " threads, expected " << with_pool;
+    }
+    EXPECT_TRUE(threads_settle_to(baseline)) << threads_now() << " threads, expected " << baseline;
+  }
 }
 
 }  // namespace

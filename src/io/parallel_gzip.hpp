@@ -1,0 +1,72 @@
+#pragma once
+// gzip on every core, as pigz does it: the input is cut into fixed blocks, each compressed
+// as raw deflate primed with the 32 KiB before it (so matches reach back as in one stream)
+// and ended on a byte boundary with an empty stored block (Z_SYNC_FLUSH), the last with
+// Z_FINISH. The blocks concatenate into ONE deflate stream inside ONE gzip member, whose
+// CRC-32 is combined from the blocks' (crc32_combine): gzip, GNU tar and Python's tarfile
+// read it as any .gz. Each block's bytes depend only on its input, the 32 KiB before it and
+// the level, so the output is the same whatever the number of threads.
+//
+// Memory is bounded: at most `window` blocks (input and output) are in flight. When the
+// window is full the writing thread compresses queued blocks itself while it waits, so a
+// busy pool slows the build but cannot stall it; without a pool everything runs inline.
+#include "io/stream_compressor.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace carsync::io {
+
+class ComputePool;
+
+struct ParallelGzipOptions {
+  int level = 6;                          // zlib level, 0-9
+  std::size_t block_size = 128 * 1024;    // input bytes per block (at least 32 KiB)
+  ComputePool* compute = nullptr;         // nullptr: every block on the caller's thread
+  // Blocks in flight at most; 0: 4 x the pool's threads + 4 (1 without a pool): ~3.5 MiB
+  // with 2 threads, and slack enough that a writer woken late still finds the pool busy.
+  std::size_t window = 0;
+};
+
+class ParallelGzip final : public StreamCompressor {
+ public:
+  ParallelGzip(const ParallelGzipOptions& opts, ByteSink sink);
+  // Abandons: queued blocks are dropped, waits only for those being compressed right now.
+  ~ParallelGzip() override;
+  ParallelGzip(const ParallelGzip&) = delete;
+  ParallelGzip& operator=(const ParallelGzip&) = delete;
+
+  Result<void> write(std::span<const std::byte> data) override;
+  Result<void> finish() override;
+
+  struct Block;
+  struct Shared;
+
+ private:
+  Result<void> submit(bool last);
+  // Emits finished blocks in order until at most `keep` are in flight.
+  Result<void> drain(std::size_t keep);
+  Result<void> emit(const Block& b);
+  Result<void> output(std::span<const std::byte> bytes);
+  Error fail(Error e);
+
+  std::shared_ptr<Shared> shared_;
+  ComputePool* compute_;
+  ByteSink sink_;
+  std::size_t block_size_;
+  std::size_t window_;
+  std::vector<std::byte> next_;  // [32 KiB dictionary | data of the block being filled]
+  std::size_t next_dict_ = 0;
+  std::deque<std::shared_ptr<Block>> in_flight_;  // oldest first
+  std::uint32_t crc_;
+  std::uint64_t total_in_ = 0;
+  bool header_sent_ = false;
+  bool finished_ = false;
+  std::optional<Error> failed_;
+};
+
+}  // namespace carsync::io
