@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstdint>
 #include <condition_variable>
 #include <mutex>
 #include <new>
@@ -21,6 +23,21 @@ namespace {
 constexpr std::size_t dictionary_bytes = 32 * 1024;
 
 }  // namespace
+
+bool looks_incompressible(std::span<const std::byte> block) noexcept {
+  constexpr double threshold = 7.995;
+  if (block.size() < 64 * 1024) return false;
+  std::array<std::uint32_t, 256> count{};
+  for (const std::byte b : block) ++count[std::to_integer<unsigned>(b)];
+  double bits = 0;
+  const double total = static_cast<double>(block.size());
+  for (const auto c : count) {
+    if (c == 0) continue;
+    const double q = static_cast<double>(c) / total;
+    bits -= q * std::log2(q);
+  }
+  return bits >= threshold;
+}
 
 // One block's input and, once compressed, its output. The compressing thread writes the
 // results before it sets `done` (under Shared::mu); the writer reads them only after.
@@ -51,8 +68,11 @@ struct ParallelGzip::Block {
     const auto* data = reinterpret_cast<const Bytef*>(in.data() + dict);
     crc = static_cast<std::uint32_t>(crc32_z(0, data, size()));
     z_stream s{};
+    // Stored (level 0) when deflate could not gain: the stream stays standard, and the
+    // decision depends on the bytes alone, so the output stays the same at any thread count.
+    const bool store = level > 0 && looks_incompressible(std::span(in).subspan(dict, size()));
     // Raw deflate (-15): the gzip header and trailer are written once, around all blocks.
-    if (deflateInit2(&s, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (deflateInit2(&s, store ? 0 : level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
       error = s.msg ? s.msg : "cannot initialise deflate";
       return;
     }
@@ -60,7 +80,7 @@ struct ParallelGzip::Block {
       z_stream* s;
       ~End() { deflateEnd(s); }
     } end{&s};
-    if (dict > 0 && deflateSetDictionary(&s, reinterpret_cast<const Bytef*>(in.data()),
+    if (dict > 0 && !store && deflateSetDictionary(&s, reinterpret_cast<const Bytef*>(in.data()),
                                          static_cast<uInt>(dict)) != Z_OK) {
       error = "cannot set the deflate dictionary";
       return;

@@ -5,7 +5,8 @@
 // Z_FINISH. The blocks concatenate into ONE deflate stream inside ONE gzip member, whose
 // CRC-32 is combined from the blocks' (crc32_combine): gzip, GNU tar and Python's tarfile
 // read it as any .gz. Each block's bytes depend only on its input, the 32 KiB before it and
-// the level, so the output is the same whatever the number of threads.
+// the level, so the output is the same whatever the number of threads. A block whose bytes
+// are already compressed or random (looks_incompressible) is stored rather than deflated.
 //
 // Memory is bounded: at most `window` blocks (input and output) are in flight. When the
 // window is full the writing thread compresses queued blocks itself while it waits, so a
@@ -17,11 +18,21 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 namespace carsync::io {
 
 class ComputePool;
+
+// Whether deflate would spend its time for nothing on `block`: bytes spread so evenly (an
+// order-0 entropy of at least 7.995 bits per byte) that they are compressed or random.
+// gzip costs ~50 MB/s a core on such data for no gain; zstd notices the same and stores it
+// raw. The threshold sits above what any repeat within deflate's 32 KiB window can show: a
+// block repeating a random unit of n bytes has about 8 - 184/n bits per byte, below 7.995
+// up to n = 32 KiB, so content deflate could shrink is always deflated. Blocks under 64 KiB
+// are never judged (their estimate is too noisy).
+bool looks_incompressible(std::span<const std::byte> block) noexcept;
 
 struct ParallelGzipOptions {
   int level = 6;                          // zlib level, 0-9

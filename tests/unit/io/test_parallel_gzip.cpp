@@ -173,6 +173,54 @@ TEST(ParallelGzip, WithinTwoPercentOfGzipAtTheSameLevel) {
   }
 }
 
+// Random bytes are stored, not deflated (deflate gains nothing on them and costs a core
+// ~50 MB/s): the output is the input plus block framing, and still one standard member.
+TEST(ParallelGzip, IncompressibleBlocksAreStored) {
+  std::mt19937 rng(7);
+  std::string input(4u << 20, '\0');
+  for (auto& c : input) c = static_cast<char>(rng() & 0xff);
+  ComputePool pool(2);
+  const auto gz = compress(input, &pool);
+  EXPECT_EQ(gunzip_one_member(gz), input);
+  // Stored blocks cost 5 bytes per 64 KiB; deflate on random bytes costs more than that.
+  EXPECT_LE(gz.size(), input.size() + input.size() / 65536 * 5 + 64 * 5 + 18 + 64);
+  EXPECT_EQ(compress(input, nullptr), gz);
+}
+
+TEST(ParallelGzip, OnlyEvenlySpreadBytesLookIncompressible) {
+  std::mt19937 rng(3);
+  auto random = [&](std::size_t n) {
+    std::vector<std::byte> v(n);
+    for (auto& b : v) b = static_cast<std::byte>(rng() & 0xff);
+    return v;
+  };
+  EXPECT_TRUE(looks_incompressible(random(128 * 1024)));
+  EXPECT_FALSE(looks_incompressible(random(32 * 1024)));  // too short to judge
+  const auto unit = random(32 * 1024);                      // repeats deflate can find
+  std::vector<std::byte> repeated;
+  for (int i = 0; i < 4; ++i) repeated.insert(repeated.end(), unit.begin(), unit.end());
+  EXPECT_FALSE(looks_incompressible(repeated));
+  const auto text = mixed_corpus(256 * 1024, 0);
+  EXPECT_FALSE(looks_incompressible(std::as_bytes(std::span(text.data(), 128 * 1024))));
+}
+
+// A random unit repeated within deflate's window is high-entropy byte by byte yet deflate
+// halves it at least: such blocks must be deflated, not stored.
+TEST(ParallelGzip, RepeatsWithinTheWindowAreStillDeflated) {
+  std::mt19937 rng(9);
+  for (std::size_t unit : {std::size_t{4096}, std::size_t{16384}, std::size_t{32000}}) {
+    SCOPED_TRACE(unit);
+    std::string piece(unit, '\0');
+    for (auto& c : piece) c = static_cast<char>(rng() & 0xff);
+    std::string input;
+    while (input.size() < (2u << 20)) input += piece;
+    ComputePool pool(2);
+    const auto gz = compress(input, &pool);
+    EXPECT_EQ(gunzip_one_member(gz), input);
+    EXPECT_LT(gz.size(), input.size() / 2) << "stored instead of deflated";
+  }
+}
+
 TEST(ParallelGzip, EmptyAndBlockAlignedInputs) {
   ComputePool pool(2);
   EXPECT_EQ(gunzip_one_member(compress("", &pool)), "");
