@@ -102,7 +102,11 @@ struct RuntimeLimits {
   // History entries kept per instance and direction (sent/received) once retired; an entry
   // still awaiting its retirement is kept regardless (spec §9.3, §12 item 7).
   std::size_t history_keep = 64;
-  std::string file_engine = "auto";               // "auto", "io_uring" or "portable"
+  // "portable" (pread with the kernel's read-ahead), "io_uring" or "auto" (io_uring where
+  // the kernel allows it). Portable by default: with compression on every core, io_uring's
+  // buffered reads run on kernel io-wq threads that compete with the compressors, and it
+  // measured no faster (README, Measurements).
+  std::string file_engine = "portable";
 };
 
 struct NodeConfig {
