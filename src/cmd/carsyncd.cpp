@@ -50,6 +50,10 @@ int main(int argc, char** argv) {
   carsync::cmd::setup_logging(log_format == "json" ? carsync::cmd::LogFormat::json : carsync::cmd::LogFormat::text,
                               spdlog::level::from_str(log_level));
   try {
+    // Signals are caught from here on: one that arrives while the node starts is kept by the
+    // signal_set and handled once the loop runs (a graceful stop), never the default action.
+    boost::asio::io_context ioc{1};
+    boost::asio::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);
     // The file's instances, then those added through the control API (kept in data_dir).
     std::optional<carsync::runtime::ApiInstances> catalog;
     auto with_api_instances = [&](carsync::NodeConfig cfg) {
@@ -68,7 +72,6 @@ int main(int argc, char** argv) {
     const std::string control_socket = cfg.control_socket, metrics_listen = cfg.metrics_listen;
     const auto limits = cfg.limits;
     const auto image = cfg.system_volume_image;
-    boost::asio::io_context ioc{1};
     carsync::Node node(std::move(cfg), ioc.get_executor());
     // systemd: READY/RELOADING/STOPPING, STATUS= and watchdog keep-alives (no-ops elsewhere).
     carsync::cmd::ServiceNotifier service(ioc.get_executor());
@@ -104,7 +107,6 @@ int main(int argc, char** argv) {
     server.start();
     spdlog::info("control API on {}", control_socket);
 
-    boost::asio::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& ec, int sig) {
           if (ec) return;

@@ -585,6 +585,10 @@ TEST(CrashApply, KilledDaemonLeavesExactlyOldOrNewSnapshot) {
                 Seconds(Clock::now() - restarted).count());
     std::fflush(stdout);
   }
+  // The last restart may have converged at once (recovery had already rolled forward): the
+  // daemon is asked to stop only once it answers, so SIGTERM finds its handler installed.
+  node.wait_until([&] { return node.cli({"status"}).exit_code == 0; }, Clock::now() + 60s, "daemon answering",
+                  *daemon);
   EXPECT_EQ(daemon->terminate(60s), 0) << tail(node.log);
 
   std::printf("[crash] after recovery: old %d, new %d; recovery actions:", volume_counts["old"],
