@@ -49,6 +49,7 @@ class ControlApi : public ::testing::Test {
                    {"control_socket", (control_socket.empty() ? socket() : control_socket).string()},
                    {"metrics_listen", "127.0.0.1:0"},
                    {"volume_roots", json::array{(tmp / "hosts/*").string()}},
+                   {"limits", json::object{{"progress_interval_ms", 100}}},
                    {"instances", std::move(instances)},
                }));
     return tmp / "node.json";
@@ -227,7 +228,7 @@ TEST_F(ControlApi, EventsStartWithASnapshotThenCarryEveryChange) {
 TEST_F(ControlApi, EventsCarryTheProgressOfALongStep) {
   auto p = instance("file-p", "provider");
   p["SYNC"].as_object()["COMPRESSION_LEVEL"] = 9;  // slow enough to be seen moving
-  write_file(tmp / "hosts/file-p/data/big.bin", pattern_bytes(96u << 20, 7));
+  write_file(tmp / "hosts/file-p/data/big.bin", seven_bit_bytes(96u << 20, 7));  // deflate-bound
   auto d = start(write_config(json::array{p}));
   EventReader events(socket());
   ASSERT_TRUE(events.next(10s).has_value());  // the snapshot

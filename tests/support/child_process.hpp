@@ -188,6 +188,14 @@ inline std::string pattern_bytes(std::size_t size, std::uint32_t seed) {
   return s;
 }
 
+// Random bytes below 0x80: deflate must Huffman-code them (about 7/8 of their size), so a
+// build takes real time; random bytes of every value are stored at once (looks_incompressible).
+inline std::string seven_bit_bytes(std::size_t size, std::uint32_t seed) {
+  std::string s = pattern_bytes(size, seed);
+  for (auto& c : s) c = static_cast<char>(c & 0x7f);
+  return s;
+}
+
 // "http://HOST:PORT" urls from devnode's "devnode ready: cstore=URL r1fs=URL" line.
 struct DevnodeUrls {
   std::string cstore, r1fs;
