@@ -1,6 +1,9 @@
 // A request as devnode receives it from a client: Beast's HTTP parser (as devnode configures
 // it), then devnode's own reading of it (tools/devnode/request_parse): the target's route
-// and query, and either the multipart upload of add_file or a JSON body.
+// and query, and either the multipart upload of add_file or a JSON body. add_file's body is
+// also read as it streams in (tools/devnode/multipart_stream), in pieces of a size the input
+// chooses: whatever the stream accepts, the whole-body reading must agree with, byte for byte.
+#include "tools/devnode/multipart_stream.hpp"
 #include "tools/devnode/request_parse.hpp"
 
 #include <boost/beast/http/parser.hpp>
@@ -10,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 namespace http = boost::beast::http;
@@ -37,6 +41,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (part && !part->content.empty() &&
         (part->content.data() < body.data() || part->content.data() + part->content.size() > body.data() + body.size()))
       std::abort();
+    std::string streamed;
+    net::MultipartStream stream(net::header_param(content_type, "boundary"), {}, [&](std::string_view b) {
+      streamed.append(b);
+      return true;
+    });
+    const std::size_t piece = size > 0 ? 1 + data[0] % 97 : 1;
+    for (std::size_t off = 0; off < body.size(); off += piece) stream.feed(body.substr(off, piece));
+    if (stream.finish() == net::MultipartStream::Status::ok && stream.has_file()) {
+      if (!part || part->content != streamed || part->filename != stream.filename()) std::abort();
+    }
   } else {
     boost::system::error_code jec;
     (void)boost::json::parse(body, jec);
