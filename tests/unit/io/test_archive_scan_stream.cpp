@@ -6,6 +6,7 @@
 #include "io/sha256.hpp"
 
 #include "support/temp_dir.hpp"
+#include "support/thread_count.hpp"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -118,12 +119,6 @@ Sha256Digest sha256(std::string_view bytes) {
   Sha256 h;
   h.update(std::as_bytes(std::span(bytes.data(), bytes.size())));
   return h.finish();
-}
-
-std::size_t thread_count() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/task")) ++n;
-  return n;
 }
 
 class ScanStream : public ::testing::Test {
@@ -322,7 +317,7 @@ TEST_F(ScanStream, CancelledMidStreamReturnsPromptlyAndJoinsTheReader) {
   std::atomic<std::uint64_t> progress{0};
   ctx.progress = &progress;
   std::atomic<bool> cancel{false};
-  const auto threads_before = thread_count();
+  const auto threads_before = test::thread_baseline();
 
   auto done = std::async(std::launch::async, [&] { return scan(file, &cancel); });
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -333,7 +328,7 @@ TEST_F(ScanStream, CancelledMidStreamReturnsPromptlyAndJoinsTheReader) {
   const auto plan = done.get();
   expect_refused(plan, errc::cancelled, "archive scan cancelled");
   EXPECT_LT(progress.load(), 128u << 20);
-  EXPECT_EQ(thread_count(), threads_before);
+  EXPECT_TRUE(test::threads_settle_to(threads_before)) << test::threads_now() << " threads, expected " << threads_before;
 }
 
 TEST_F(ScanStream, ReadAheadIsBoundedAndTheReaderJoinsOnDestruction) {
@@ -341,7 +336,7 @@ TEST_F(ScanStream, ReadAheadIsBoundedAndTheReaderJoinsOnDestruction) {
   // (memory bounded) until the source is destroyed, which stops and joins it.
   const std::string tar = Tar().file("app/data/zeros.bin", std::string(64u << 20, '\0')).bytes();
   const auto file = put("stalled.tar.gz", gzip(tar, 1));
-  const auto threads_before = thread_count();
+  const auto threads_before = test::thread_baseline();
   {
     auto source = ArchiveSource::open(file, {.buffers = 2, .buffer_bytes = 64 * 1024, .read_bytes = 64 * 1024});
     ASSERT_TRUE(source) << source.error().message;
@@ -349,9 +344,9 @@ TEST_F(ScanStream, ReadAheadIsBoundedAndTheReaderJoinsOnDestruction) {
     auto block = (*source)->next();
     ASSERT_TRUE(block) << block.error().message;
     EXPECT_EQ(block->size(), 64u * 1024);
-    EXPECT_EQ(thread_count(), threads_before + 1);
+    EXPECT_EQ(test::threads_now(), threads_before + 1);
   }
-  EXPECT_EQ(thread_count(), threads_before);
+  EXPECT_TRUE(test::threads_settle_to(threads_before)) << test::threads_now() << " threads, expected " << threads_before;
 }
 
 TEST_F(ScanStream, SourceHashesTheWholeFileAndReportsTheFirstError) {

@@ -3,6 +3,7 @@
 #include "io/compute_pool.hpp"
 #include "support/small_tmpfs.hpp"
 #include "support/temp_dir.hpp"
+#include "support/thread_count.hpp"
 #include "unit/io/archive_reader.hpp"
 
 #include <archive.h>
@@ -349,30 +350,13 @@ TEST(ArchiveWriterParallel, AFullDiskIsNamedInTheError) {
   }
 }
 
-// The threads in this process (/proc/self/task). A joined thread leaves the list a moment
-// after join() returns, so callers wait for the count with a deadline.
-std::size_t threads_now() {
-  std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
-  return n;
-}
-
-bool threads_settle_to(std::size_t expected) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (threads_now() != expected) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
-
 // A build cancelled with blocks still compressing: the writer's destructor drops what is
 // queued and waits only for what runs, so neither pool jobs nor zstd workers outlive it.
 TEST(ArchiveWriterParallel, AbandonedMidStreamLeavesNoThreadRunning) {
   for (auto format : {ArchiveFormat::tar_gz, ArchiveFormat::tar_zst}) {
     SCOPED_TRACE(std::string(to_string(format)));
     TempDir dir;
-    const auto baseline = threads_now();
+    const auto baseline = test::thread_baseline();
     {
       ComputePool pool(2);
       const auto with_pool = baseline + pool.size();
@@ -387,9 +371,9 @@ TEST(ArchiveWriterParallel, AbandonedMidStreamLeavesNoThreadRunning) {
         auto r = (*w)->add_file("big", file_stat(S_IFREG | 0644, 0, 0, 0, off_t{1} << 30), cancelled);
         ASSERT_FALSE(r);
       }  // abandoned with blocks in flight
-      EXPECT_TRUE(threads_settle_to(with_pool)) << threads_now() << " threads, expected " << with_pool;
+      EXPECT_TRUE(test::threads_settle_to(with_pool)) << test::threads_now() << " threads, expected " << with_pool;
     }
-    EXPECT_TRUE(threads_settle_to(baseline)) << threads_now() << " threads, expected " << baseline;
+    EXPECT_TRUE(test::threads_settle_to(baseline)) << test::threads_now() << " threads, expected " << baseline;
   }
 }
 
