@@ -483,20 +483,19 @@ boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
     if (running) co_await ctx.io_pool.run([&] { ::unlink(container_stopped_path(ctx).c_str()); });
   }
   // Staging of an apply that never committed is useless after a restart, and so are the
-  // temps of a state or journal write a kill cut between write and rename
-  // (".current_apply.json.<hex>.tmp", ".apply_journal.json.<hex>.tmp"): recovery above has
-  // already dealt with the renamed journal, a temp one was never in force.
+  // temps of any state write a kill cut between write and rename (".current_apply.json.<hex>.tmp",
+  // ".apply_journal.json.<hex>.tmp", ".container_stopped.json.<hex>.tmp", ...): recovery above
+  // has already dealt with the renamed files, a temp one was never in force, and one process
+  // owns this state directory (data_dir lock), so no live writer's temp is removed.
   co_await ctx.io_pool.run([&] {
     std::error_code ec;
     fs::remove_all(ctx.state_dir / "staging", ec);
-    const std::string prefixes[] = {"." + current_apply_path(ctx).filename().string() + ".",
-                                    "." + apply_journal_path(ctx).filename().string() + "."};
     for (fs::directory_iterator it(ctx.state_dir, ec), end; !ec && it != end; it.increment(ec)) {
       const auto name = it->path().filename().string();
       std::error_code ignored;
-      for (const auto& prefix : prefixes)
-        if (name.starts_with(prefix) && name.ends_with(".tmp") && it->is_regular_file(ignored))
-          fs::remove(it->path(), ignored);
+      if (name.starts_with('.') && name.ends_with(".tmp") && name.find(".json.") != std::string::npos &&
+          it->is_regular_file(ignored))
+        fs::remove(it->path(), ignored);
     }
   });
   if (halted)

@@ -755,16 +755,19 @@ class ConsumerRecovery : public ConsumerRun {
   }
 };
 
-// A kill between the temp write of current_apply.json or of the apply journal and its rename
-// left the temp in the state directory for good (found by the crash campaign): start-up recovery removes it.
+// A kill between the temp write of a state file (current_apply.json, the apply journal, the
+// container_stopped.json record) and its rename left the temp in the state directory for good
+// (found by the crash campaign, twice): start-up recovery removes it.
 TEST_F(ConsumerRecovery, StateWriteTempIsRemoved) {
   fs::create_directories(state_dir());
   write_file(state_dir() / ".current_apply.json.e259c9b997fad5e7.tmp", "{");
   write_file(state_dir() / ".apply_journal.json.70c22fb61644b8b4.tmp", "{");
+  write_file(state_dir() / ".container_stopped.json.494d559efa6abad5.tmp", "{");
   write_file(state_dir() / "current_apply.json", R"({"state": "applied", "cid": "x"})");
   EXPECT_FALSE(recover());
   EXPECT_FALSE(fs::exists(state_dir() / ".current_apply.json.e259c9b997fad5e7.tmp"));
   EXPECT_FALSE(fs::exists(state_dir() / ".apply_journal.json.70c22fb61644b8b4.tmp"));
+  EXPECT_FALSE(fs::exists(state_dir() / ".container_stopped.json.494d559efa6abad5.tmp"));
   EXPECT_TRUE(fs::exists(state_dir() / "current_apply.json"));
 }
 
