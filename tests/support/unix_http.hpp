@@ -151,7 +151,10 @@ inline HttpReply exchange(DeadlineStream& stream, const std::string& method, con
   req.keep_alive(keep_alive);
   boost::system::error_code ec;
   http::write(stream, req, ec);
-  if (ec) {
+  // A server that refuses a connection (503 over its limit) may answer and close before the
+  // request is written: the write fails (EPIPE) but its answer is still queued to be read.
+  const bool write_failed = ec == boost::asio::error::broken_pipe || ec == boost::asio::error::connection_reset;
+  if (ec && !write_failed) {
     reply.error = "write: " + ec.message();
     return reply;
   }
@@ -160,7 +163,7 @@ inline HttpReply exchange(DeadlineStream& stream, const std::string& method, con
   parser.body_limit(64 * 1024 * 1024);
   http::read(stream, buffer, parser, ec);
   if (ec && ec != http::error::end_of_stream) {
-    reply.error = "read: " + ec.message();
+    reply.error = (write_failed ? "write: broken pipe; read: " : "read: ") + ec.message();
     if (!parser.is_header_done()) return reply;
   }
   reply.status = parser.get().result_int();
