@@ -196,19 +196,27 @@ Result<void> LocalCas::export_to(std::string_view cid, const fs::path& out) {
   return fsync_dir_of(fs::absolute(out));
 }
 
+Result<std::optional<fs::path>> LocalCas::link_beside(std::string_view cid, const fs::path& out) {
+  const fs::path path = blob_path(cid);
+  fs::path tmp = out.parent_path() / io::random_name("." + out.filename().string() + ".", ".tmp");
+  if (::link(path.c_str(), tmp.c_str()) == 0) return std::optional<fs::path>(std::move(tmp));
+  if (errno == ENOENT && ::access(path.c_str(), F_OK) != 0)
+    return make_error(errc::not_found, "blob " + std::string(cid) + " not found");
+  if (errno == EXDEV || errno == EPERM || errno == EMLINK) {
+    if (auto r = export_to(cid, out); !r) return r.error();
+    return std::optional<fs::path>();
+  }
+  return os_error(errno, "link " + path.string() + " to " + tmp.string());
+}
+
 Result<void> LocalCas::link_to(std::string_view cid, const fs::path& out) {
   if (auto d = digest_from_cid(cid); !d) return d.error();
-  const fs::path path = blob_path(cid);
-  const fs::path tmp = out.parent_path() / io::random_name("." + out.filename().string() + ".", ".tmp");
-  if (::link(path.c_str(), tmp.c_str()) != 0) {
-    if (errno == ENOENT && ::access(path.c_str(), F_OK) != 0)
-      return make_error(errc::not_found, "blob " + std::string(cid) + " not found");
-    if (errno == EXDEV || errno == EPERM || errno == EMLINK) return export_to(cid, out);
-    return os_error(errno, "link " + path.string() + " to " + tmp.string());
-  }
-  if (::rename(tmp.c_str(), out.c_str()) != 0) {
+  auto tmp = link_beside(cid, out);
+  if (!tmp) return tmp.error();
+  if (!*tmp) return {};  // copied (and verified) instead
+  if (::rename((*tmp)->c_str(), out.c_str()) != 0) {
     auto e = os_error(errno, "rename to " + out.string());
-    ::unlink(tmp.c_str());
+    ::unlink((*tmp)->c_str());
     return e;
   }
   return {};
@@ -217,19 +225,15 @@ Result<void> LocalCas::link_to(std::string_view cid, const fs::path& out) {
 Result<void> LocalCas::fetch_to(std::string_view cid, const fs::path& out) {
   auto expected = digest_from_cid(cid);
   if (!expected) return expected.error();
-  const fs::path path = blob_path(cid);
-  const fs::path tmp = out.parent_path() / io::random_name("." + out.filename().string() + ".", ".tmp");
-  if (::link(path.c_str(), tmp.c_str()) != 0) {
-    if (errno == ENOENT && ::access(path.c_str(), F_OK) != 0)
-      return make_error(errc::not_found, "blob " + std::string(cid) + " not found");
-    if (errno == EXDEV || errno == EPERM || errno == EMLINK) return export_to(cid, out);
-    return os_error(errno, "link " + path.string() + " to " + tmp.string());
-  }
+  auto linked = link_beside(cid, out);
+  if (!linked) return linked.error();
+  if (!*linked) return {};  // copied (and verified) instead
+  const fs::path& tmp = **linked;
   // Verified through the link: what is checked is exactly what the caller will read.
   auto verified = [&]() -> Result<void> {
     io::unique_fd fd(::open(tmp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) return os_error(errno, "open " + tmp.string());
-    auto digest = stream_hashed(fd.get(), path, no_sink);
+    auto digest = stream_hashed(fd.get(), blob_path(cid), no_sink);
     if (!digest) return digest.error();
     if (*digest != *expected)
       return make_error(errc::corrupt_archive, "blob " + std::string(cid) + " failed verification");

@@ -46,6 +46,9 @@ class LocalCas {
   const std::filesystem::path& root() const noexcept { return root_; }
 
  private:
+  // A hard link to the blob at a temp name beside `out` (the caller renames it), or nullopt
+  // when the filesystem refused a link and a verified copy went to `out` instead.
+  Result<std::optional<std::filesystem::path>> link_beside(std::string_view cid, const std::filesystem::path& out);
   std::filesystem::path blob_path(std::string_view cid) const;
   std::filesystem::path root_;
 };
