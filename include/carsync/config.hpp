@@ -59,6 +59,29 @@ struct SystemVolumeImage {
   friend bool operator==(const SystemVolumeImage&, const SystemVolumeImage&) = default;
 };
 
+// "signing": {"key_file": PATH | [PATH, ...]} on a provider instance: every record it
+// publishes is signed with each key (several: rotation without a flag day). The files are
+// `carsync keys generate` output, mode 0600; they are read when the instance starts.
+struct SigningConfig {
+  std::vector<std::filesystem::path> key_files;  // at least one, absolute
+  friend bool operator==(const SigningConfig&, const SigningConfig&) = default;
+};
+
+// What a consumer does with a record no trusted key signed: refuse it (quarantine, stage
+// signature) or apply it and log a warning.
+enum class TrustPolicy { enforce, warn };
+std::string_view to_string(TrustPolicy p) noexcept;
+
+// "trust": {"keys": [PUBLIC_KEY, ...], "policy": "enforce" | "warn"} on a consumer
+// instance: a record is applied only when a listed key signed it for this sync key with a
+// sequence newer than the last applied from that key. Keys are `carsync keys show` text,
+// checked when the configuration is parsed (a mistyped key is a configuration error).
+struct TrustConfig {
+  std::vector<std::string> keys;  // at least one, each a valid public key text
+  TrustPolicy policy = TrustPolicy::enforce;
+  friend bool operator==(const TrustConfig&, const TrustConfig&) = default;
+};
+
 struct InstanceConfig {
   std::string id;
   std::optional<std::string> container;  // container name or id; nullopt = no runtime
@@ -68,6 +91,8 @@ struct InstanceConfig {
   std::optional<SystemVolumeImage> system_volume_image;
   std::vector<VolumeMount> volumes;      // in configuration order (ties resolve to first)
   SyncConfig sync;
+  std::optional<SigningConfig> signing;  // provider only
+  std::optional<TrustConfig> trust;      // consumer only
   // Set when the instance's configuration is invalid: the instance stays disabled and this
   // names the offending field. Other instances run.
   std::optional<std::string> error;

@@ -49,6 +49,7 @@ enum class Stage {
   r1fs_download,
   extract,
   commit,
+  signature,  // consumer: a record no trusted key signed (or a rollback, replay, equivocation)
   recovery,
   cancelled,
 };
@@ -97,6 +98,9 @@ struct InstanceStatus {
   std::optional<SyncPoint> last_apply;      // consumer
   std::optional<QuarantineInfo> quarantine; // consumer: the current record is backing off
   bool halted = false;
+  // Consumer with "trust": records refused (or, policy warn, applied unverified) because
+  // their signature did not verify; the last one's reason is in `error` (stage signature).
+  std::uint64_t signature_failures = 0;
   double last_duration_s = 0;               // claim -> response / fetch -> applied
   std::uint64_t generation = 0;             // the node generation of this instance's last change
 };
