@@ -109,7 +109,10 @@ std::string instance_state(const json::object& status) {
       string_member(status, "phase") == "disabled")
     return "disabled";
   if (bool_member(status, "halted")) return "halted";
-  if (member(status, "quarantine")) return "quarantined";
+  // A record no trusted key signed (or a rollback, an equivocation) stands out: it is not a
+  // fault of this node and backing off will not make it go away.
+  if (const auto* q = object_member(status, "quarantine"))
+    return string_member(*q, "stage") == "signature" ? "untrusted" : "quarantined";
   if (const auto* error = object_member(status, "error")) {
     const json::object* ok = last_sync(status);
     if (!ok || number_member(*error, "time") > number_member(*ok, "time")) return "failing";
@@ -274,7 +277,7 @@ std::vector<std::string> WatchModel::frame(double now, std::size_t width, std::s
     busy += in_flight(t.phase);
     const std::string state = instance_state(t.status);
     halted += state == "halted";
-    quarantined += state == "quarantined";
+    quarantined += state == "quarantined" || state == "untrusted";
     failing += state == "failing";
   }
   std::stable_partition(order.begin(), order.end(), [](const Tracked* t) { return in_flight(t->phase); });

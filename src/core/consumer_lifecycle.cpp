@@ -42,6 +42,7 @@ ConsumerAction action(Kind kind) {
 std::string_view to_string(ConsumerStage s) noexcept {
   switch (s) {
     case ConsumerStage::validation: return "validation";
+    case ConsumerStage::signature: return "signature";
     case ConsumerStage::r1fs_download: return "r1fs_download";
     case ConsumerStage::extract: return "extract";
     case ConsumerStage::runtime_stop: return "runtime_stop";
@@ -53,6 +54,7 @@ std::string_view to_string(ConsumerStage s) noexcept {
 std::string_view to_string(Kind k) noexcept {
   switch (k) {
     case Kind::write_state: return "write_state";
+    case Kind::write_trust: return "write_trust";
     case Kind::quarantine: return "quarantine";
     case Kind::download: return "download";
     case Kind::scan: return "scan";
@@ -117,8 +119,20 @@ void ConsumerLifecycle::decide_start(double now) {
   const auto reasons = validate_record(record_, params_.mounts, params_.policy ? *params_.policy : default_policy);
   if (!reasons.empty()) return fail(ConsumerOutcome::preflight_failed, ConsumerStage::validation, join(reasons, "; "));
 
+  // Before anything is downloaded. Under warn a failure is only reported (the driver logs
+  // it) and nothing is recorded as accepted.
+  if (!params_.trusted_keys.empty()) {
+    verdict_ = verify_record(record_, sync_hkey, params_.sync_key, params_.trusted_keys, params_.trust_state);
+    if (verdict_->error && params_.trust_policy == TrustPolicy::enforce)
+      return fail(ConsumerOutcome::preflight_failed, ConsumerStage::signature, verdict_->reason);
+  }
+
   // Every mode resolves to offline_restart: the container is stopped whenever there is one.
   plan_ = {Step::write_preparing, Step::download, Step::scan};
+  // Accepted once its bytes matched the signed hash (the scan), durably before anything is
+  // stopped or written: a record older than it is refused from then on, even if this apply
+  // never finishes; the same record is accepted again (same sequence, same CID).
+  if (verdict_ && !verdict_->error) plan_.push_back(Step::write_trust);
   if (params_.has_container) plan_.push_back(Step::stop);
   plan_.insert(plan_.end(), {Step::write_applying, Step::commit});
 }
@@ -203,6 +217,11 @@ ConsumerAction ConsumerLifecycle::resume(const ConsumerEvent& ev) {
       else
         stopped_ = true;
       break;
+    case Step::write_trust:
+      if (ev.error)
+        fail(ConsumerOutcome::preflight_failed, ConsumerStage::signature,
+             "could not record the accepted signature sequence: " + ev.error->message);
+      break;
     case Step::write_applying:
       if (ev.error)
         fail(ConsumerOutcome::commit_failed, ConsumerStage::commit,
@@ -258,6 +277,10 @@ std::optional<ConsumerAction> ConsumerLifecycle::build(Step s, double now) {
     case Step::scan:
       scanned_ = true;
       return action(Kind::scan);
+    case Step::write_trust:
+      a = action(Kind::write_trust);
+      a.document = accept(params_.trust_state, *verdict_, cid_).to_json();
+      return a;
     case Step::stop:
       return action(Kind::stop_container);
     case Step::write_applying:
@@ -322,6 +345,8 @@ json::object ConsumerLifecycle::history_entry() const {
   json::object e = last_apply();
   e["manifest"] = object_or_empty(record_, "manifest");
   put_extracted_paths(e, extracted_);
+  // What rebuilds trust.json should it be lost (trust_state_from_history).
+  if (verdict_ && !verdict_->error) put_signature_fields(e, verdict_->sequence, verdict_->key_ids);
   return e;
 }
 

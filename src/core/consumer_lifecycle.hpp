@@ -32,6 +32,7 @@
 #include "core/apply_state.hpp"
 #include "core/error.hpp"
 #include "core/path_rules.hpp"
+#include "core/record_signature.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -46,12 +47,13 @@
 namespace carsync::core {
 
 // Stages named in quarantine files and in failed_preflight state documents.
-enum class ConsumerStage { validation, r1fs_download, extract, runtime_stop, commit };
+enum class ConsumerStage { validation, signature, r1fs_download, extract, runtime_stop, commit };
 std::string_view to_string(ConsumerStage s) noexcept;
 
 struct ConsumerAction {
   enum class Kind {
     write_state,       // current_apply.json = document; failure only logged (see above)
+    write_trust,       // trust.json = document (the sequence accepted); must be durable
     quarantine,        // state/quarantine/<name> = document
     download,          // get_file(cid); an empty local path is an error
     scan,              // §8.4 steps 4-6 over the download; the driver keeps plan + staging
@@ -99,6 +101,13 @@ struct ConsumerParams {
   std::optional<boost::json::value> quarantine;  // the record's quarantine file, parsed
   std::string manifest_digest;                 // SHA-256 hex of quarantine_digest_input(record)
   bool halted = false;                         // is_halted(current_apply)
+  // "trust" (core/record_signature.hpp): with keys, a record is verified before anything is
+  // downloaded; under `enforce` one that fails is refused (stage signature), under `warn`
+  // applied (the driver logs signature_verdict()). No keys: records are not checked.
+  std::string sync_key;
+  std::span<const PublicKey> trusted_keys;
+  TrustPolicy trust_policy = TrustPolicy::enforce;
+  TrustState trust_state;                      // trust.json, or rebuilt from history
 };
 
 enum class ConsumerOutcome {
@@ -137,11 +146,14 @@ class ConsumerLifecycle {
   bool history_written() const noexcept { return history_ok_; }
   // After an apply: whether current_apply.json recorded it (dedupe then rests on history).
   bool applied_state_written() const noexcept { return applied_state_ok_; }
+  // With trusted keys, once the record was checked: the verdict (error set: refused under
+  // enforce, applied unverified under warn).
+  const std::optional<SignatureVerdict>& signature_verdict() const noexcept { return verdict_; }
 
  private:
   // What is left to do on the chosen path; decisions are taken when an outcome arrives.
   enum class Step {
-    write_preparing, download, scan, stop, write_applying, commit, write_applied,
+    write_preparing, download, scan, write_trust, stop, write_applying, commit, write_applied,
     append_history, write_last_apply, start, discard_staging, retire,
     quarantine, write_failed_preflight, write_rolled_back, halt,
   };
@@ -161,6 +173,7 @@ class ConsumerLifecycle {
   ApplyIdentity identity_;
   std::string cid_;  // the record's cid when it is a string
   ApplyModeResolution apply_mode_;
+  std::optional<SignatureVerdict> verdict_;
 
   bool started_ = false;
   std::optional<Step> current_;

@@ -1,5 +1,6 @@
 #include "core/instance_validation.hpp"
 
+#include "core/signing_key.hpp"
 #include "core/sync_config.hpp"
 
 #include <cmath>
@@ -13,7 +14,31 @@ Error bad(const InstanceConfig& ic, std::string field, std::string why) {
   return make_error(errc::bad_config, "instance \"" + ic.id + "\": " + field + " " + why, field);
 }
 
+Error field_error(std::string field, std::string why) {
+  std::string message = field + " " + why;
+  return make_error(errc::bad_config, std::move(message), std::move(field));
+}
+
 }  // namespace
+
+std::optional<Error> validate_signing_and_trust(const InstanceConfig& ic) {
+  if (ic.signing) {
+    if (ic.sync.role == Role::consumer)
+      return field_error("signing", "applies to providers only (SYNC.TYPE is \"consumer\"; a consumer lists keys in trust)");
+    if (ic.signing->key_files.empty()) return field_error("signing.key_file", "must name at least one file");
+    for (const auto& f : ic.signing->key_files)
+      if (!f.is_absolute()) return field_error("signing.key_file", "must be an absolute path, got \"" + f.string() + "\"");
+  }
+  if (ic.trust) {
+    if (ic.sync.role == Role::provider)
+      return field_error("trust", "applies to consumers only (SYNC.TYPE is \"provider\"; a provider signs with signing.key_file)");
+    if (ic.trust->keys.empty()) return field_error("trust.keys", "must list at least one public key (carsync keys show)");
+    for (std::size_t i = 0; i < ic.trust->keys.size(); ++i)
+      if (auto k = PublicKey::parse(ic.trust->keys[i]); !k)
+        return field_error("trust.keys[" + std::to_string(i) + "]", "is not a valid public key: " + k.error().message);
+  }
+  return std::nullopt;
+}
 
 std::optional<Error> validate_instance(const InstanceConfig& ic) {
   if (!valid_instance_id(ic.id))
@@ -33,6 +58,7 @@ std::optional<Error> validate_instance(const InstanceConfig& ic) {
     if (v.host_root.empty() || v.host_root.front() != '/') return bad(ic, where, "host root must be an absolute path");
     if (v.bind.empty()) return bad(ic, where + ".bind", "must be a non-empty string");
   }
+  if (auto e = validate_signing_and_trust(ic)) return bad(ic, e->field, e->message.substr(e->field.size() + 1));
   const auto& s = ic.sync;
   if (!s.enabled) return std::nullopt;
   if (s.key.empty()) return bad(ic, "SYNC.KEY", "must be a non-empty string when SYNC.ENABLED");

@@ -13,4 +13,10 @@ namespace carsync::core {
 // key (an InstanceConfig that already carries a parse error reports that error).
 std::optional<Error> validate_instance(const InstanceConfig& ic);
 
+// The "signing" and "trust" blocks: signing only on a provider, trust only on a consumer
+// (whatever SYNC.ENABLED says: a block that cannot apply is a mistake), at least one
+// absolute key file, at least one trusted key and each a valid public key text. The message
+// names the field without the instance prefix ("trust.keys[1]: public key check failed...").
+std::optional<Error> validate_signing_and_trust(const InstanceConfig& ic);
+
 }  // namespace carsync::core

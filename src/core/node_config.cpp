@@ -1,5 +1,6 @@
 #include "carsync/config.hpp"
 
+#include "core/instance_validation.hpp"
 #include "core/json_text.hpp"
 #include "core/sync_config.hpp"
 
@@ -38,7 +39,9 @@ constexpr std::string_view limits_keys[] = {
     "progress_interval_ms"};
 constexpr std::string_view image_keys[] = {"dir", "size_mib"};
 constexpr std::string_view instance_keys[] = {"id",      "container", "system_volume", "system_volume_image",
-                                              "volumes", "SYNC"};
+                                              "volumes", "SYNC",      "signing",       "trust"};
+constexpr std::string_view signing_keys[] = {"key_file"};
+constexpr std::string_view trust_keys[] = {"keys", "policy"};
 constexpr std::string_view volume_keys[] = {"bind", "mode"};
 
 constexpr std::uint64_t max_image_mib = 1024;
@@ -244,6 +247,48 @@ void reject_unknown_instance_keys(const json::object& o, std::string_view path) 
       if (kv.value().is_object())
         reject_unknown_keys(kv.value().get_object(), volume_keys, join(path, volume_path(kv.key())));
   }
+  if (const json::value* s = given(o, "signing"); s && s->is_object())
+    reject_unknown_keys(s->get_object(), signing_keys, join(path, "signing"));
+  if (const json::value* t = given(o, "trust"); t && t->is_object())
+    reject_unknown_keys(t->get_object(), trust_keys, join(path, "trust"));
+}
+
+// "signing": {"key_file": PATH | [PATH, ...]}. The files are read when the instance starts.
+std::optional<Problem> parse_signing(const json::value& v, SigningConfig& out) {
+  if (!v.is_object()) return Problem{"signing must be an object {\"key_file\": PATH}", "signing"};
+  const json::value* files = given(v.get_object(), "key_file");
+  if (!files) return Problem{"signing.key_file must name the secret key file (carsync keys generate)", "signing.key_file"};
+  const json::array single{*files};
+  const json::array& list = files->is_array() ? files->get_array() : single;
+  if (list.empty()) return Problem{"signing.key_file must name at least one file", "signing.key_file"};
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string field = files->is_array() ? "signing.key_file[" + std::to_string(i) + "]" : "signing.key_file";
+    if (!list[i].is_string() || !list[i].get_string().starts_with("/"))
+      return Problem{field + " must be an absolute path, got " + shown(list[i]), field};
+    out.key_files.emplace_back(std::string(list[i].get_string()));
+  }
+  return std::nullopt;
+}
+
+// "trust": {"keys": [PUBLIC_KEY, ...], "policy": "enforce" | "warn"}; every key must parse.
+std::optional<Problem> parse_trust(const json::value& v, TrustConfig& out) {
+  if (!v.is_object()) return Problem{"trust must be an object {\"keys\": [PUBLIC_KEY, ...]}", "trust"};
+  const json::object& o = v.get_object();
+  const json::value* keys = given(o, "keys");
+  if (!keys || !keys->is_array() || keys->get_array().empty())
+    return Problem{"trust.keys must be a non-empty list of public keys (carsync keys show)", "trust.keys"};
+  for (std::size_t i = 0; i < keys->get_array().size(); ++i) {
+    const json::value& k = keys->get_array()[i];
+    const std::string field = "trust.keys[" + std::to_string(i) + "]";
+    if (!k.is_string()) return Problem{field + " must be a public key string, got " + shown(k), field};
+    out.keys.emplace_back(k.get_string());  // checked with the role (validate_signing_and_trust)
+  }
+  if (const json::value* policy = given(o, "policy")) {
+    if (policy->is_string() && policy->get_string() == "enforce") out.policy = TrustPolicy::enforce;
+    else if (policy->is_string() && policy->get_string() == "warn") out.policy = TrustPolicy::warn;
+    else return Problem{"trust.policy must be \"enforce\" or \"warn\", got " + shown(*policy), "trust.policy"};
+  }
+  return std::nullopt;
 }
 
 // Fills everything but `id`; returns the first bad value, its field relative to the instance.
@@ -291,6 +336,18 @@ std::optional<Problem> parse_instance_fields(const json::object& o, InstanceConf
   auto parsed = core::parse_sync_config(o.if_contains("SYNC"));
   inst.sync = std::move(parsed.config);
   if (parsed.error) return Problem{std::move(*parsed.error), std::move(parsed.error_field)};
+
+  if (const json::value* signing = given(o, "signing")) {
+    SigningConfig own;
+    if (auto problem = parse_signing(*signing, own)) return problem;
+    inst.signing = std::move(own);
+  }
+  if (const json::value* trust = given(o, "trust")) {
+    TrustConfig own;
+    if (auto problem = parse_trust(*trust, own)) return problem;
+    inst.trust = std::move(own);
+  }
+  if (auto e = core::validate_signing_and_trust(inst)) return Problem{std::move(e->message), std::move(e->field)};
   return std::nullopt;
 }
 

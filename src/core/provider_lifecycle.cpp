@@ -162,6 +162,11 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
       return cancel_next();
     case State::start:
       if (rejection_) return fail(ProviderStage::validation, rejection_->error.message, ev.now);
+      // A record that cannot be canonicalised cannot be signed: refuse before the app stops.
+      if (!params_.signing_keys.empty()) {
+        if (auto c = canonical_json(request_.metadata); !c)
+          return fail(ProviderStage::validation, "metadata cannot be signed: " + c.error().message, ev.now);
+      }
       if (!request_.runtime.online() && params_.has_container)
         return act(State::stopping, Kind::stop_container);
       return act(State::building, Kind::build_archive);
@@ -209,6 +214,19 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
       snapshot_.timestamp = ev.now;
       snapshot_.archive_size_bytes = archive_size_;
       record_ = build_record(request_, snapshot_);
+      if (!params_.signing_keys.empty()) {
+        sequence_ = next_sequence(params_.last_sequence, ev.now);
+        if (auto signed_ok = sign_record(record_, sync_hkey, params_.sync_key, sequence_, params_.signing_keys);
+            !signed_ok) {
+          // Nothing unsigned is ever published in its place: the upload goes, the request fails.
+          sequence_ = 0;
+          failed_stage_ = ProviderStage::chainstore_publish;
+          error_text_ = "cannot sign the record: " + signed_ok.error().message;
+          ProviderAction a = act(State::deleting_upload, Kind::delete_upload);
+          a.cid = snapshot_.cid;
+          return a;
+        }
+      }
       ProviderAction a = act(State::publishing, Kind::publish);
       a.document = record_;
       return a;
@@ -233,6 +251,11 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
       entry["archive_size_bytes"] = snapshot_.archive_size_bytes;
       entry["chainstore_ack"] = true;
       entry["node_id"] = record_.at("node_id");
+      if (sequence_ != 0) {
+        std::vector<std::string> ids;
+        for (const auto& k : params_.signing_keys) ids.push_back(k.public_key().id());
+        put_signature_fields(entry, sequence_, ids);
+      }
       ProviderAction a = act(State::appending_history, Kind::append_history);
       a.document = std::move(entry);
       return a;

@@ -14,6 +14,7 @@
 // (it is short), so a request is never answered twice.
 #include "core/error.hpp"
 #include "core/record.hpp"
+#include "core/record_signature.hpp"
 #include "core/request.hpp"
 
 #include <boost/json/object.hpp>
@@ -73,6 +74,10 @@ struct ProviderParams {
   // false for a publish through the API (Node::publish): there is no request.json to claim,
   // answer or discard, so the control directory is not touched.
   bool answer_by_files = true;
+  // "signing": every record is signed with each key (core/record_signature.hpp) at the
+  // sequence next_sequence(last_sequence, now). No keys: records are published unsigned.
+  std::span<const SecretKey> signing_keys;
+  std::int64_t last_sequence = 0;  // the last this provider signed (sent history; 0: none)
 };
 
 class ProviderLifecycle {
@@ -94,6 +99,8 @@ class ProviderLifecycle {
   const SyncRequest& request() const noexcept { return request_; }
   const PublishedSnapshot& snapshot() const noexcept { return snapshot_; }
   const boost::json::object& record() const noexcept { return record_; }
+  // The sequence the record was signed at (0: unsigned).
+  std::int64_t signed_sequence() const noexcept { return sequence_; }
 
  private:
   enum class State {
@@ -118,6 +125,7 @@ class ProviderLifecycle {
   std::uint64_t archive_size_ = 0;
   PublishedSnapshot snapshot_;
   boost::json::object record_;
+  std::int64_t sequence_ = 0;
   bool history_ok_ = false;
   std::optional<std::string> history_error_;
   bool succeeded_ = false;

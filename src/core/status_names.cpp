@@ -49,6 +49,7 @@ std::string_view to_string(Stage s) noexcept {
     case Stage::r1fs_download: return "r1fs_download";
     case Stage::extract: return "extract";
     case Stage::commit: return "commit";
+    case Stage::signature: return "signature";
     case Stage::recovery: return "recovery";
     case Stage::cancelled: return "cancelled";
   }

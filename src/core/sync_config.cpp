@@ -29,6 +29,10 @@ std::string_view to_string(ArchiveFormat f) noexcept {
   return "tar.gz";
 }
 
+std::string_view to_string(TrustPolicy p) noexcept {
+  return p == TrustPolicy::warn ? "warn" : "enforce";
+}
+
 }  // namespace carsync
 
 namespace carsync::core {

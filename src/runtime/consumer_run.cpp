@@ -20,6 +20,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -44,6 +45,7 @@ std::filesystem::path apply_journal_path(const InstanceContext& ctx) {
 std::filesystem::path container_stopped_path(const InstanceContext& ctx) {
   return ctx.state_dir / "container_stopped.json";
 }
+std::filesystem::path trust_state_path(const InstanceContext& ctx) { return ctx.state_dir / "trust.json"; }
 
 namespace {
 
@@ -88,6 +90,11 @@ class ConsumerDriver {
     params.has_container = ctx_.container.has_container();
     params.mounts = ctx_.config.volumes;
     params.policy = &ctx_.policy;
+    if (!ctx_.trusted_keys.empty()) {
+      params.sync_key = ctx_.config.sync.key;
+      params.trusted_keys = ctx_.trusted_keys;
+      params.trust_policy = ctx_.config.trust ? ctx_.config.trust->policy : TrustPolicy::enforce;
+    }
     co_await ctx_.io_pool.run([&] { load_durable_state(record, params); });
 
     core::ConsumerLifecycle machine(std::move(record), std::move(params));
@@ -110,6 +117,7 @@ class ConsumerDriver {
     out.outcome = machine.outcome();
     out.restart_safe = machine.restart_safe();
     out.error = machine.error_text();
+    if (machine.signature_verdict()) out.signature_error = machine.signature_verdict()->error;
     if (const auto* c = machine.record().is_object() ? machine.record().as_object().if_contains("cid") : nullptr;
         c && c->is_string())
       out.cid = std::string(c->as_string());
@@ -153,11 +161,32 @@ class ConsumerDriver {
     params.applied_cid = core::dedupe_cid(current ? &*current : nullptr, latest ? &latest->body : nullptr);
     params.halted = core::is_halted(current ? &*current : nullptr);
     if (!record || !record->is_object()) return;
+    if (!params.trusted_keys.empty()) params.trust_state = load_trust_state();
     params.manifest_digest = sha256_hex(core::quarantine_digest_input(*record));
     const auto* cid = record->as_object().if_contains("cid");
     if (!cid) return;
     quarantine_name_ = core::quarantine_file_name(*cid, params.manifest_digest);
     params.quarantine = read_json(ctx_.state_dir / "quarantine" / quarantine_name_);
+  }
+
+  // trust.json; when it is missing or unreadable, what the received history says was
+  // applied (so deleting or corrupting it does not reopen the door to older records).
+  core::TrustState load_trust_state() {
+    const auto path = trust_state_path(ctx_);
+    std::error_code ec;
+    std::string lost = "is missing";
+    if (fs::exists(path, ec)) {
+      auto doc = read_json(path);
+      auto state = doc ? core::TrustState::from_json(*doc) : Result<core::TrustState>(make_error(errc::invalid_record, "unreadable"));
+      if (state) return std::move(*state);
+      lost = "is unreadable (" + state.error().message + ")";
+    }
+    const auto entries = ctx_.history.entries(core::HistoryDir::received);
+    auto rebuilt = core::trust_state_from_history(entries);
+    if (!rebuilt.keys.empty())
+      spdlog::warn("[{}] consumer: {} {}: accepted sequences rebuilt from the received history", ctx_.config.id,
+                   path.string(), lost);
+    return rebuilt;
   }
 
   boost::asio::awaitable<core::ConsumerEvent> perform(const core::ConsumerLifecycle& m,
@@ -177,6 +206,12 @@ class ConsumerDriver {
           spdlog::error("[{}] consumer: apply of cid={} is uncertain: container left stopped until an operator "
                         "clears the halt",
                         id, cid_of(m));
+        break;
+      }
+      case Kind::write_trust: {
+        const json::object& doc = a.document;
+        auto r = co_await ctx_.io_pool.run([&] { return io::write_json_file(trust_state_path(ctx_), doc); });
+        if (!r) ev.error = r.error();
         break;
       }
       case Kind::quarantine: {
@@ -369,8 +404,30 @@ class ConsumerDriver {
     if (ctx_.status) ctx_.status->enter(phase);
   }
 
+  // A signature that did not verify: counted, and said loudly (an equivocation is an alert:
+  // the key's holder published two snapshots under one sequence).
+  void report_signature(const core::ConsumerLifecycle& m, const ConsumerRunOutcome& out) {
+    const auto& verdict = m.signature_verdict();
+    if (!verdict) return;
+    const auto& id = ctx_.config.id;
+    if (!verdict->error) {
+      spdlog::info("[{}] consumer: cid={} signed by {} at sequence {}: verified", id, out.cid,
+                   fmt::join(verdict->key_ids, ","), verdict->sequence);
+      return;
+    }
+    const bool warn_only = ctx_.config.trust && ctx_.config.trust->policy == TrustPolicy::warn;
+    if (verdict->alert())
+      spdlog::critical("[{}] ALERT: consumer: {}", id, verdict->reason);
+    if (warn_only)
+      spdlog::warn("[{}] consumer: cid={} signature not verified ({}), applied anyway (trust.policy warn): {}", id,
+                   out.cid, core::to_string(*verdict->error), verdict->reason);
+    if (ctx_.metrics) ctx_.metrics->signature_failed(id, core::to_string(*verdict->error));
+    if (ctx_.status) ctx_.status->update([](InstanceStatus& s) { ++s.signature_failures; });
+  }
+
   void finish(const core::ConsumerLifecycle& m, const ConsumerRunOutcome& out) {
     using O = core::ConsumerOutcome;
+    report_signature(m, out);
     if (out.outcome == O::no_record || out.outcome == O::up_to_date || out.outcome == O::backing_off) return;
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     if (ctx_.metrics && out.outcome == O::applied)
@@ -419,7 +476,8 @@ class ConsumerDriver {
     info.cid = cid;
     if (const auto* st = q.if_contains("stage"); st && st->is_string()) {
       const std::string_view name = st->get_string();
-      for (auto stage : {core::ConsumerStage::validation, core::ConsumerStage::r1fs_download, core::ConsumerStage::extract,
+      for (auto stage : {core::ConsumerStage::validation, core::ConsumerStage::signature,
+                         core::ConsumerStage::r1fs_download, core::ConsumerStage::extract,
                          core::ConsumerStage::runtime_stop, core::ConsumerStage::commit})
         if (core::to_string(stage) == name) info.stage = public_stage(stage);
     }
@@ -516,6 +574,7 @@ Result<bool> clear_halt_state(const InstanceContext& ctx, double now) {
 Stage public_stage(core::ConsumerStage s) noexcept {
   switch (s) {
     case core::ConsumerStage::validation: return Stage::validation;
+    case core::ConsumerStage::signature: return Stage::signature;
     case core::ConsumerStage::r1fs_download: return Stage::r1fs_download;
     case core::ConsumerStage::extract: return Stage::extract;
     case core::ConsumerStage::runtime_stop: return Stage::runtime_stop;

@@ -2,6 +2,7 @@
 // Drives core::ConsumerLifecycle for the record currently published under the instance's
 // key: fetch, dedupe, quarantine, prepare, stop, crash-safe commit, finalise, restart.
 #include "core/consumer_lifecycle.hpp"
+#include "core/signature_error.hpp"
 #include "core/hsync_gate.hpp"
 #include "runtime/instance_context.hpp"
 
@@ -24,11 +25,17 @@ struct ConsumerRunOutcome {
   std::string cid;
   std::string error;
   bool restart_safe = true;
+  // With trusted keys: why the record's signature did not verify (unset: it did, or no
+  // check ran). Refused under policy enforce, applied under warn.
+  std::optional<core::signature_errc> signature_error;
 };
 
 // Host-private files of the consumer.
 std::filesystem::path current_apply_path(const InstanceContext& ctx);
 std::filesystem::path apply_journal_path(const InstanceContext& ctx);
+// With "trust": the sequence last accepted per key (core::TrustState), written before the
+// container is stopped for an apply.
+std::filesystem::path trust_state_path(const InstanceContext& ctx);
 
 // Start-up: finishes or undoes an apply a crash interrupted (§12 item 13) before anything
 // else may touch the volumes. Returns whether the instance is halted (leave stopped).

@@ -7,6 +7,7 @@
 #include "carsync/status.hpp"
 #include "core/clock.hpp"
 #include "core/path_rules.hpp"
+#include "core/signing_key.hpp"
 #include "io/compute_pool.hpp"
 #include "io/control_files.hpp"
 #include "io/file_engine.hpp"
@@ -20,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace carsync::runtime {
 
@@ -103,6 +105,12 @@ struct InstanceContext {
   RuntimeLimits limits;
   StatusCell* status = nullptr;
   NodeMetrics* metrics = nullptr;  // the node's Prometheus series (none in unit tests)
+  // Provider "signing": the keys, read when the instance starts, and the last sequence it
+  // signed (from the sent history at start, then kept here across requests).
+  std::vector<core::SecretKey> signing_keys;
+  std::int64_t last_signed_sequence = 0;
+  // Consumer "trust": the keys records must be signed with (none: records are not checked).
+  std::vector<core::PublicKey> trusted_keys;
 };
 
 }  // namespace carsync::runtime

@@ -1,6 +1,8 @@
 #include "runtime/instance_supervisor.hpp"
 
+#include "core/record_signature.hpp"
 #include "core/sync_config.hpp"
+#include "io/key_file.hpp"
 #include "io/system_volume.hpp"
 #include "runtime/deadline.hpp"
 #include "runtime/provider_run.hpp"
@@ -72,7 +74,28 @@ InstanceSupervisor::~InstanceSupervisor() = default;
 fs::path InstanceSupervisor::instance_dir() const { return services_.data_dir / "instances" / config_.id; }
 
 bool InstanceSupervisor::active() const noexcept {
-  return provisioned_ && config_.sync.enabled && !config_.error;
+  return provisioned_ && !keys_unusable_ && config_.sync.enabled && !config_.error;
+}
+
+// Blocking (key files, sent history): on the io pool. The configuration checked the trusted
+// keys already; a key file is only read here, and a bad one disables the instance.
+Result<void> InstanceSupervisor::load_keys() {
+  if (config_.trust) {
+    for (const auto& text : config_.trust->keys) {
+      auto key = core::PublicKey::parse(text);
+      if (!key) return make_error(errc::bad_config, "trust.keys: " + key.error().message, "trust.keys");
+      ctx_.trusted_keys.push_back(*key);
+    }
+  }
+  if (config_.signing) {
+    for (const auto& file : config_.signing->key_files) {
+      auto key = io::read_secret_key(file);
+      if (!key) return make_error(errc::bad_config, "signing.key_file: " + key.error().message, "signing.key_file");
+      ctx_.signing_keys.push_back(*key);
+    }
+    ctx_.last_signed_sequence = core::last_signed_sequence(history_.entries(core::HistoryDir::sent));
+  }
+  return {};
 }
 
 void InstanceSupervisor::set_disabled(Stage stage, const std::string& why) {
@@ -134,6 +157,21 @@ asio::awaitable<void> InstanceSupervisor::prepare() {
     fs::create_directories(scratch, ec);
   });
 
+  if (active() && (config_.signing || config_.trust)) {
+    auto keys = co_await services_.io_pool.run([&] { return load_keys(); });
+    if (!keys) {
+      spdlog::error("[{}] sync disabled: {}", id, keys.error().message);
+      keys_unusable_ = true;
+      set_disabled(Stage::config, keys.error().message);
+    } else if (config_.signing) {
+      std::string ids;
+      for (const auto& k : ctx_.signing_keys) ids += (ids.empty() ? "" : ",") + k.public_key().id();
+      spdlog::info("[{}] records are signed with key {} (last sequence {})", id, ids, ctx_.last_signed_sequence);
+    } else {
+      spdlog::info("[{}] records must be signed by one of {} trusted key(s), policy {}", id, ctx_.trusted_keys.size(),
+                   to_string(config_.trust->policy));
+    }
+  }
   if (active())
     spdlog::info("[{}] sync enabled: role={} key={} control={}", id, to_string(config_.sync.role),
                  config_.sync.key, control_.control_dir().string());

@@ -87,6 +87,7 @@ class InstanceSupervisor {
   boost::asio::awaitable<void> clear_halt();
   boost::asio::awaitable<bool> applied_any();
   void set_disabled(Stage stage, const std::string& why);
+  Result<void> load_keys();
 
   InstanceConfig config_;
   NodeServices& services_;
@@ -96,6 +97,7 @@ class InstanceSupervisor {
   StatusCell status_;
   InstanceContext ctx_;
   bool provisioned_ = false;
+  bool keys_unusable_ = false;  // a signing key file could not be read: sync stays off
   bool image_mounted_ = false;
   bool halted_ = false;
   bool closing_ = false;

@@ -15,6 +15,7 @@ constexpr std::string_view claims = "carsync_claims_total";
 constexpr std::string_view publishes = "carsync_publishes_total";
 constexpr std::string_view applies = "carsync_applies_total";
 constexpr std::string_view failures = "carsync_failures_total";
+constexpr std::string_view signature_failures = "carsync_signature_failures_total";
 constexpr std::string_view reaction = "carsync_reaction_latency_seconds";
 constexpr std::string_view publish_duration = "carsync_publish_duration_seconds";
 constexpr std::string_view apply_duration = "carsync_apply_duration_seconds";
@@ -41,6 +42,9 @@ NodeMetrics::NodeMetrics() {
             "Requests and applies that failed (cancellations excluded), by the stage they failed at.");
   // Inotify makes a claim take milliseconds; the periodic rescan (when events are lost)
   // takes up to its interval, hence the long tail.
+  r.declare(std::string(signature_failures), Type::counter,
+            "Records whose signature did not verify on a consumer with trusted keys (refused under policy enforce, "
+            "applied under warn), by reason.");
   r.declare(std::string(reaction), Type::histogram,
             "Seconds from request.json's modification time to its claim by the provider.",
             {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300});
@@ -108,6 +112,10 @@ void NodeMetrics::applied(std::string_view id, double fetch_to_applied_s) {
 
 void NodeMetrics::failed(std::string_view id, Stage stage) {
   registry_.inc(failures, Labels{{"instance", std::string(id)}, {"stage", std::string(to_string(stage))}});
+}
+
+void NodeMetrics::signature_failed(std::string_view id, std::string_view reason) {
+  registry_.inc(signature_failures, Labels{{"instance", std::string(id)}, {"reason", std::string(reason)}});
 }
 
 std::string NodeMetrics::render(const NodeStatus& status) const {

@@ -38,6 +38,9 @@ class NodeMetrics {
 
   // A request or apply that failed (not a cancellation), by the stage it failed at.
   void failed(std::string_view id, Stage stage);
+  // Consumer with trusted keys: a record whose signature did not verify (refused, or applied
+  // under policy warn), by core::to_string(signature_errc) ("bad_signature", "rollback", ...).
+  void signature_failed(std::string_view id, std::string_view reason);
 
   // The live series plus those computed from `status`, in the text format 0.0.4.
   std::string render(const NodeStatus& status) const;

@@ -17,6 +17,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -92,7 +93,9 @@ class ProviderDriver {
                                 .node_id = ctx_.node_id,
                                 .format = ctx_.config.sync.archive_format,
                                 .has_container = ctx_.container.has_container(),
-                                .answer_by_files = api_body == nullptr};
+                                .answer_by_files = api_body == nullptr,
+                                .signing_keys = ctx_.signing_keys,
+                                .last_sequence = ctx_.last_signed_sequence};
     std::optional<core::ProviderLifecycle> machine;
     if (auto* unsafe = std::get_if<io::ClaimUnsafe>(&claim)) {
       core::RequestRejection rej;
@@ -121,6 +124,9 @@ class ProviderDriver {
     }
 
     crash_point(ctx_.config.id, "provider", "done");
+    // A signed record may be stored even when its publish failed (a timeout): its sequence
+    // is never signed again.
+    ctx_.last_signed_sequence = std::max(ctx_.last_signed_sequence, machine->signed_sequence());
     out.succeeded = machine->succeeded();
     out.cancelled = machine->cancelled();
     out.cid = machine->snapshot().cid;

@@ -47,6 +47,7 @@ json::object to_json(const InstanceStatus& s) {
                                                    {"failure_count", q.failure_count}, {"until", q.until}};
                              })},
       {"halted", s.halted},
+      {"signature_failures", s.signature_failures},
       {"last_duration_s", s.last_duration_s},
       {"generation", s.generation},
   };

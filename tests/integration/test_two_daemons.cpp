@@ -4,6 +4,7 @@
 // and a second snapshot follows it. The consumer learns of each record through the
 // store's change notification across processes (the safety rescan is an hour away).
 #include "support/child_process.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 #include "support/tree_snapshot.hpp"
 
@@ -93,7 +94,7 @@ Side make_side(const TempDir& tmp, const std::string& id) {
 // Each daemon owns its data_dir (one owner per data_dir); they share the embedded stores as
 // two hosts share R1FS and ChainStore.
 void write_config(const fs::path& file, const fs::path& data_dir, const fs::path& store_dir, const Side& side,
-                  std::string_view role) {
+                  std::string_view role, const json::object& extra = {}) {
   json::object instance{
       {"id", side.id},
       {"container", nullptr},
@@ -101,6 +102,7 @@ void write_config(const fs::path& file, const fs::path& data_dir, const fs::path
       {"volumes", json::object{{side.data_volume.string(), json::object{{"bind", "/app/data"}}}}},
       {"SYNC", json::object{{"ENABLED", true}, {"KEY", sync_key}, {"TYPE", role}}},
   };
+  for (const auto& kv : extra) instance[kv.key()] = kv.value();
   write_file(file, json::serialize(json::object{
                        {"data_dir", data_dir.string()},
                        {"control_socket", (data_dir / "carsyncd.sock").string()},
@@ -197,6 +199,56 @@ TEST_F(TwoDaemons, ConsumerProcessAppliesWhatProviderProcessPublishes) {
     ASSERT_TRUE(status.has_value()) << "carsyncd did not exit within 30 s of SIGTERM\n" << d->output();
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "status " << *status << "\n" << d->output();
   }
+}
+
+// "signing" and "trust" between two processes: the provider signs with a key made by
+// `carsync keys generate`, the consumer trusts its public key and applies; a record a store
+// writer then tampers with is refused and the consumer's volume stays as it was.
+TEST_F(TwoDaemons, SignedRecordsFromATrustedProviderOnlyAreApplied) {
+  const auto key_file = tmp / "keys" / "provider.key";
+  fs::create_directories(key_file.parent_path());
+  const auto made = shell(std::string(CARSYNC_CLI_PATH) + " keys generate --out " + shell_quote(key_file.string()));
+  ASSERT_EQ(made.exit_code, 0) << made.out;
+  std::string public_key = made.out;
+  while (!public_key.empty() && public_key.back() == '\n') public_key.pop_back();
+  write_config(tmp / "provider.json", tmp / "data-provider", tmp / "stores", provider, "provider",
+               {{"signing", json::object{{"key_file", key_file.string()}}}});
+  write_config(tmp / "consumer.json", tmp / "data-consumer", tmp / "stores", consumer, "consumer",
+               {{"trust", json::object{{"keys", json::array{json::value(public_key)}}}}});
+  write_file(provider.data_volume / "weights.bin", pattern_bytes(100'003, 9));
+
+  Daemon a(tmp / "provider.json");
+  Daemon b(tmp / "consumer.json");
+  ASSERT_TRUE(a.wait_for_output("carsyncd ready", std::chrono::seconds(30))) << a.output();
+  ASSERT_TRUE(b.wait_for_output("carsyncd ready", std::chrono::seconds(30))) << b.output();
+  ASSERT_FALSE(publish_and_wait(a, b).empty());
+  EXPECT_EQ(normalised(snapshot_tree(consumer.data_volume)), normalised(snapshot_tree(provider.data_volume)));
+  const auto applied = snapshot_tree(consumer.data_volume);
+
+  // A store writer changes the published record's metadata (and could point it anywhere).
+  const std::string cli = std::string(CARSYNC_CLI_PATH) + " --config " + shell_quote((tmp / "consumer.json").string());
+  const auto got = shell(cli + " kv hget CHAINSTORE_SYNC " + std::string(sync_key));
+  ASSERT_EQ(got.exit_code, 0) << got.out;
+  json::object record = json::parse(got.out).as_object();
+  ASSERT_TRUE(record.contains("signatures")) << got.out;
+  record["metadata"] = json::object{{"epoch", 666}};
+  record["version"] = record["version"].as_int64() + 1;  // looks newer
+  const auto set = shell(cli + " kv hset CHAINSTORE_SYNC " + std::string(sync_key) + " " +
+                         shell_quote(json::serialize(record)));
+  ASSERT_EQ(set.exit_code, 0) << set.out;
+
+  const auto state_file = tmp / "data-consumer/instances/cons/sync_history/state/current_apply.json";
+  auto refused = poll_until(Clock::now() + apply_deadline, [&] {
+    auto state = read_object(state_file);
+    return state && state->contains("stage") && state->at("stage") == json::value("signature");
+  });
+  ASSERT_TRUE(refused) << b.output();
+  EXPECT_EQ(snapshot_tree(consumer.data_volume), applied);
+  EXPECT_NE(b.output().find("signature"), std::string::npos);
+
+  a.signal(SIGTERM);
+  b.signal(SIGTERM);
+  for (auto* d : {&a, &b}) ASSERT_TRUE(d->wait_exit(std::chrono::seconds(30)).has_value()) << d->output();
 }
 
 }  // namespace

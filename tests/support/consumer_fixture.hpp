@@ -147,6 +147,7 @@ class ConsumerFixture {
   void put_record(const boost::json::value& record) { kv.data[std::string(core::sync_hkey)][config.sync.key] = record; }
 
   RuntimeLimits limits;  // what context() hands the run
+  std::vector<core::PublicKey> trusted_keys;  // "trust": context() hands them to the run
 
   runtime::InstanceContext context() {
     return runtime::InstanceContext{.config = config,
@@ -164,7 +165,8 @@ class ConsumerFixture {
                                     .state_dir = state_dir(),
                                     .engine = io::EngineKind::portable,
                                     .limits = limits,
-                                    .status = nullptr};
+                                    .status = nullptr,
+                                    .trusted_keys = trusted_keys};
   }
 
   // Runs one coroutine on the fixture's io_context until everything it started is done.

@@ -109,7 +109,9 @@ class ProviderFixture {
                                     .engine = io::EngineKind::portable,
                                     .limits = RuntimeLimits{},
                                     .status = nullptr,
-                                    .metrics = metrics};
+                                    .metrics = metrics,
+                                    .signing_keys = signing_keys,
+                                    .last_signed_sequence = last_signed_sequence};
   }
 
   // Runs one coroutine on the fixture's io_context until everything it started is done.
@@ -142,8 +144,14 @@ class ProviderFixture {
 
   runtime::ProviderRunOutcome run_once() {
     auto ctx = context();
-    return run(runtime::run_provider_once(ctx));
+    auto out = run(runtime::run_provider_once(ctx));
+    last_signed_sequence = ctx.last_signed_sequence;  // kept across requests, as a supervisor keeps it
+    return out;
   }
+
+  // "signing": context() hands the keys and the last sequence to the run.
+  std::vector<core::SecretKey> signing_keys;
+  std::int64_t last_signed_sequence = 0;
 
   TempDir tmp;
   InstanceConfig config;

@@ -51,6 +51,7 @@ TEST(InstanceState, FirstThatHoldsWins) {
   EXPECT_EQ(instance_state(status("a", R"({"enabled":false,"phase":"disabled"})")), "disabled");
   EXPECT_EQ(instance_state(status("a", R"({"halted":true,"quarantine":{"cid":"x"}})")), "halted");
   EXPECT_EQ(instance_state(status("a", R"({"quarantine":{"cid":"x","stage":"extract"}})")), "quarantined");
+  EXPECT_EQ(instance_state(status("a", R"({"quarantine":{"cid":"x","stage":"signature"}})")), "untrusted");
   // A failure after the last success is "failing"; one before it is history.
   EXPECT_EQ(instance_state(status("a", R"({"error":{"stage":"r1fs_upload","message":"m","time":2000.0}})")), "failing");
   EXPECT_EQ(instance_state(status("a", R"({"error":{"stage":"r1fs_upload","message":"m","time":500.0}})")), "ok");

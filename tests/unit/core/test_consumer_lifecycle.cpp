@@ -594,5 +594,99 @@ TEST_F(ConsumerLifecycleTest, ActiveQuarantineIsCheckedAfterDedupe) {
   EXPECT_EQ(machine_->outcome(), ConsumerOutcome::up_to_date);
 }
 
+
+// "trust": the machine verifies before the download, records the accepted sequence after
+// the scan and before the stop, and refuses (enforce) or reports (warn) a bad signature.
+class TrustedConsumerTest : public ConsumerLifecycleTest {
+ protected:
+  TrustedConsumerTest() : key_(SecretKey::generate()), trusted_{key_.public_key()} {}
+
+  json::object signed_record(std::int64_t sequence) {
+    json::object r = record();
+    r["archive_sha256"] = std::string(64, 'e');
+    EXPECT_TRUE(sign_record(r, sync_hkey, "k", sequence, std::span(&key_, 1)));
+    return r;
+  }
+  ConsumerParams trusting(TrustPolicy policy = TrustPolicy::enforce) {
+    ConsumerParams p = params();
+    p.sync_key = "k";
+    p.trusted_keys = trusted_;
+    p.trust_policy = policy;
+    return p;
+  }
+
+  SecretKey key_;
+  std::vector<PublicKey> trusted_;
+};
+
+TEST_F(TrustedConsumerTest, AcceptedSequenceIsRecordedAfterTheScanBeforeTheStop) {
+  auto run = drive(json::value(signed_record(5)), trusting());
+  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
+  ASSERT_GE(run.index(Kind::write_trust), 0);
+  EXPECT_LT(run.index(Kind::scan), run.index(Kind::write_trust));
+  EXPECT_LT(run.index(Kind::write_trust), run.index(Kind::stop_container));
+  const auto& doc = run.first(Kind::write_trust).document;
+  EXPECT_EQ(doc.at("keys").at(key_.public_key().id()).at("sequence"), json::value(5));
+  EXPECT_EQ(doc.at("keys").at(key_.public_key().id()).at("cid"), json::value("QmNew"));
+  // The history entry carries what rebuilds trust.json.
+  EXPECT_EQ(run.first(Kind::append_history).document.at("signed_sequence"), json::value(5));
+}
+
+TEST_F(TrustedConsumerTest, EnforceRefusesBeforeAnythingIsDownloaded) {
+  auto run = drive(json::value(record()), trusting());  // unsigned
+  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::preflight_failed);
+  EXPECT_EQ(machine_->failed_stage(), ConsumerStage::signature);
+  EXPECT_EQ(run.count(Kind::download), 0);
+  EXPECT_EQ(run.count(Kind::stop_container), 0);
+  EXPECT_EQ(run.count(Kind::write_trust), 0);
+  EXPECT_EQ(run.first(Kind::quarantine).document.at("stage"), json::value("signature"));
+  ASSERT_TRUE(machine_->signature_verdict());
+  EXPECT_EQ(machine_->signature_verdict()->error, signature_errc::unsigned_record);
+}
+
+TEST_F(TrustedConsumerTest, WarnAppliesWithoutRecordingAnything) {
+  auto run = drive(json::value(record()), trusting(TrustPolicy::warn));
+  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
+  EXPECT_EQ(run.count(Kind::write_trust), 0);
+  EXPECT_EQ(machine_->signature_verdict()->error, signature_errc::unsigned_record);
+  EXPECT_FALSE(run.first(Kind::append_history).document.contains("signed_sequence"));
+}
+
+TEST_F(TrustedConsumerTest, UnrecordableAcceptanceLeavesTheContainerAlone) {
+  auto run = drive(json::value(signed_record(5)), trusting(), [](const ConsumerAction& a) {
+    return a.kind == Kind::write_trust ? failed("disk full") : happy(a);
+  });
+  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::preflight_failed);
+  EXPECT_EQ(machine_->failed_stage(), ConsumerStage::signature);
+  EXPECT_THAT(machine_->error_text(), HasSubstr("disk full"));
+  EXPECT_EQ(run.count(Kind::stop_container), 0);
+  EXPECT_EQ(run.count(Kind::commit), 0);
+}
+
+TEST_F(TrustedConsumerTest, CancellationAfterAcceptanceGivesTheContainerBack) {
+  machine_.emplace(json::value(signed_record(5)), trusting());
+  ConsumerEvent ev;
+  ev.now = now_;
+  auto a = machine_->resume(ev);
+  while (a.kind != Kind::write_trust && a.kind != Kind::done) a = machine_->resume(happy(a));
+  ASSERT_EQ(a.kind, Kind::write_trust);
+  ConsumerEvent cancelled;
+  cancelled.cancelled = true;
+  a = machine_->resume(cancelled);
+  while (a.kind != Kind::done) {
+    EXPECT_NE(a.kind, Kind::stop_container);
+    EXPECT_NE(a.kind, Kind::commit);
+    a = machine_->resume(happy(a));
+  }
+  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::cancelled);
+}
+
+TEST_F(TrustedConsumerTest, WithoutTrustedKeysNothingIsChecked) {
+  auto run = drive(json::value(record()), params());
+  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
+  EXPECT_FALSE(machine_->signature_verdict());
+  EXPECT_EQ(run.count(Kind::write_trust), 0);
+}
+
 }  // namespace
 }  // namespace carsync::core

@@ -1,4 +1,6 @@
 #include "carsync/config.hpp"
+#include "core/instance_validation.hpp"
+#include "core/signing_key.hpp"
 
 #include "support/temp_dir.hpp"
 
@@ -468,4 +470,82 @@ TEST(InstanceConfigParse, UnusableInputThrowsWithAField) {
 }
 
 }  // namespace
+// "signing" / "trust": parsed with the instance; a bad value disables only that instance.
+InstanceConfig instance_with(std::string_view role, std::string_view extra) {
+  return parse_instance_config(R"({"id": "s", "system_volume": "/s", "SYNC": {"ENABLED": true, "KEY": "k", "TYPE": ")" +
+                                   std::string(role) + R"("}, )" + std::string(extra) + "}",
+                               NodeConfig{});
+}
+
+TEST(InstanceConfigParse, SigningTakesOneKeyFileOrSeveral) {
+  const auto one = instance_with("provider", R"("signing": {"key_file": "/etc/carsync/app.key"})");
+  ASSERT_FALSE(one.error) << *one.error;
+  ASSERT_TRUE(one.signing);
+  EXPECT_EQ(one.signing->key_files, std::vector<std::filesystem::path>{"/etc/carsync/app.key"});
+  const auto two = instance_with("provider", R"("signing": {"key_file": ["/k/old.key", "/k/new.key"]})");
+  ASSERT_FALSE(two.error) << *two.error;
+  EXPECT_EQ(two.signing->key_files.size(), 2u);
+}
+
+TEST(InstanceConfigParse, TrustTakesPublicKeysAndAPolicy) {
+  const std::string pk = core::SecretKey::generate().public_key().text();
+  const auto inst = instance_with("consumer", R"("trust": {"keys": [")" + pk + R"("], "policy": "warn"})");
+  ASSERT_FALSE(inst.error) << *inst.error;
+  ASSERT_TRUE(inst.trust);
+  EXPECT_EQ(inst.trust->keys, std::vector<std::string>{pk});
+  EXPECT_EQ(inst.trust->policy, TrustPolicy::warn);
+  const auto enforced = instance_with("consumer", R"("trust": {"keys": [")" + pk + R"("]})");
+  EXPECT_EQ(enforced.trust->policy, TrustPolicy::enforce) << "enforce is the default when keys are listed";
+}
+
+TEST(InstanceConfigParse, BadSigningOrTrustNamesTheField) {
+  const std::string pk = core::SecretKey::generate().public_key().text();
+  std::string typo = pk;
+  typo[typo.size() - 3] = typo[typo.size() - 3] == 'A' ? 'B' : 'A';
+  const struct {
+    std::string role, extra, field, text;
+  } cases[] = {
+      {"provider", R"("signing": {"key_file": "relative.key"})", "signing.key_file", "absolute path"},
+      {"provider", R"("signing": {"key_file": []})", "signing.key_file", "at least one"},
+      {"provider", R"("signing": {})", "signing.key_file", "secret key file"},
+      {"provider", R"("signing": "/k")", "signing", "must be an object"},
+      {"consumer", R"("signing": {"key_file": "/k"})", "signing", "applies to providers only"},
+      {"provider", R"("trust": {"keys": [")" + pk + R"("]})", "trust", "applies to consumers only"},
+      {"consumer", R"("trust": {"keys": []})", "trust.keys", "non-empty list"},
+      {"consumer", R"("trust": {"keys": [7]})", "trust.keys[0]", "public key string"},
+      {"consumer", R"("trust": {"keys": [")" + typo + R"("]})", "trust.keys[0]", "is not a valid public key"},
+      {"consumer", R"("trust": {"keys": [")" + pk + R"("], "policy": "audit"})", "trust.policy", "\"enforce\" or \"warn\""},
+  };
+  for (const auto& c : cases) {
+    const auto inst = instance_with(c.role, c.extra);
+    ASSERT_TRUE(inst.error) << c.extra;
+    EXPECT_EQ(inst.error_field, c.field) << c.extra;
+    EXPECT_THAT(*inst.error, HasSubstr(c.text)) << c.extra;
+    EXPECT_FALSE(inst.sync.enabled) << c.extra;
+  }
+}
+
+TEST(InstanceConfigParse, UnknownKeyInSigningOrTrustThrows) {
+  expect_instance_config_error(R"({"id": "a", "system_volume": "/s", "trust": {"keys": [], "polcy": "warn"}})",
+                               R"(unknown key "polcy" in trust (did you mean "policy"?))", "trust.polcy");
+  expect_instance_config_error(R"({"id": "a", "system_volume": "/s", "signing": {"key_files": "/k"}})",
+                               R"(unknown key "key_files" in signing (did you mean "key_file"?))", "signing.key_files");
+}
+
+TEST(InstanceValidation, ProgrammaticSigningAndTrustFollowTheFileRules) {
+  InstanceConfig ic;
+  ic.id = "p";
+  ic.system_volume = "/s";
+  ic.sync.enabled = true;
+  ic.sync.key = "k";
+  ic.sync.role = Role::consumer;
+  ic.trust = TrustConfig{.keys = {"carsync-ed25519:0000000000000000:AAAA"}};
+  auto e = core::validate_instance(ic);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->field, "trust.keys[0]");
+  EXPECT_THAT(e->message, HasSubstr("instance \"p\": trust.keys[0] is not a valid public key"));
+  ic.trust->keys = {core::SecretKey::generate().public_key().text()};
+  EXPECT_FALSE(core::validate_instance(ic));
+}
+
 }  // namespace carsync
