@@ -32,7 +32,7 @@ namespace carsync::core {
 
 inline constexpr std::string_view signature_domain = "carsync-record-signature-v1";
 inline constexpr std::string_view signature_algorithm = "ed25519";
-inline constexpr std::int64_t max_sequence = std::int64_t{1} << 53;  // round-trips a double
+inline constexpr std::int64_t max_signed_sequence = std::int64_t{1} << 53;  // round-trips a double
 
 // The bytes a signature covers (see above). Error when the record cannot be canonicalised.
 Result<std::string> signed_message(const boost::json::object& record, std::string_view hkey,
