@@ -440,8 +440,7 @@ Result<boost::json::value> parse_json_python(std::string_view text) {
   if (!parsed) return parsed;
   // Two readers of one record must see the same fields: the parser keeps the last of two
   // equal keys silently, a signature check or another implementation could take the first.
-  if (auto unique = check_unique_keys(rewritten); !unique)
-    return make_error(errc::invalid_request, unique.error().message);
+  if (auto unique = check_unique_keys(rewritten); !unique) return unique.error();
   if (nans == 0) return parsed;
   if (restore_nans(*parsed) != nans)
     return make_error(errc::invalid_request, "document holds a string that reads as carsync's NaN marker");

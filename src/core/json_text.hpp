@@ -38,8 +38,8 @@ Result<boost::json::value> parse_json(std::string_view text);
 // Parses one JSON document in Python's dialect, as its json module writes it: the tokens
 // NaN, Infinity and -Infinity stand for non-finite floats. Records from a reference
 // provider are read with it; what carsync itself writes never holds those tokens.
-// A key repeated in one object is refused (errc::invalid_request, check_unique_keys'
-// message), unlike parse_json, which keeps the last.
+// A key repeated in one object is refused (errc::invalid_record, check_unique_keys'
+// message; malformed text is errc::invalid_request), unlike parse_json, which keeps the last.
 Result<boost::json::value> parse_json_python(std::string_view text);
 
 // The first n code points of a valid UTF-8 string (raw_body cap, §5.4).

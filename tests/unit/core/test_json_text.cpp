@@ -166,8 +166,9 @@ TEST(JsonText, DoublesAreCorrectlyRoundedFromTheirText) {
 TEST(JsonText, PythonDialectRefusesDuplicateKeys) {
   auto r = parse_json_python(R"({"cid": "a", "manifest": {"x": NaN, "x": 1}})");
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, errc::invalid_request);
+  EXPECT_EQ(r.error().code, errc::invalid_record);
   EXPECT_EQ(r.error().message, "duplicate key \"x\" in $.manifest");
+  EXPECT_EQ(parse_json_python(R"({"a": 1,)").error().code, errc::invalid_request);
   r = parse_json_python(R"({"cid": "a", "cid": "b"})");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().message, "duplicate key \"cid\" in $");
