@@ -1,5 +1,6 @@
 #include "backend/local_kv.hpp"
 
+#include "core/hex.hpp"
 #include "core/json_text.hpp"
 
 #include "io/secure_fs.hpp"
@@ -27,14 +28,7 @@ constexpr std::size_t kMaxValueBytes = 16 * 1024 * 1024;
 
 // Hex of the UTF-8 bytes makes any key a safe, reversible file name (no '/', no "..").
 std::string hex(std::string_view s) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size() * 2);
-  for (unsigned char c : s) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 0xf]);
-  }
-  return out;
+  return core::to_hex({reinterpret_cast<const unsigned char*>(s.data()), s.size()});
 }
 
 int hex_value(char c) {

@@ -17,6 +17,7 @@
 #include "core/record.hpp"
 #include "io/atomic_json.hpp"
 #include "io/data_dir_lock.hpp"
+#include "io/key_file.hpp"
 #include "io/secure_fs.hpp"
 #include "io/staged_apply.hpp"
 
@@ -231,6 +232,27 @@ int recover(const Args& args) {
               << '\n';
   }
   return code;
+}
+
+// A new signing key: the secret in --out (0600, never overwriting), its public key on stdout
+// as the one line consumers list under "trust": {"keys": [...]}.
+int keys_generate(const Args& args) {
+  const auto key = carsync::core::SecretKey::generate();
+  if (auto w = carsync::io::write_new_secret_key(args.output, key); !w) {
+    // A file already there is the caller's to resolve (exit 2); other failures are I/O (1).
+    std::error_code ec;
+    const bool there = std::filesystem::symlink_status(args.output, ec).type() != std::filesystem::file_type::not_found;
+    return report(there && !ec ? kUsage : kFailed, w.error().message);
+  }
+  std::cout << key.public_key().text() << '\n';
+  return kOk;
+}
+
+int keys_show(const Args& args) {
+  auto key = carsync::io::read_secret_key(args.file);
+  if (!key) return report(kUsage, key.error().message);
+  std::cout << key->public_key().text() << '\n';
+  return kOk;
 }
 
 // Makes `sub` select `run` when it appears on the command line.
@@ -497,6 +519,18 @@ void add_cas(CLI::App& app, Args& args, Command& chosen) {
   on_parsed(get, chosen, cas_get);
 }
 
+void add_keys(CLI::App& app, Args& args, Command& chosen) {
+  auto* keys = app.add_subcommand("keys", "Ed25519 keys that sign published records")->require_subcommand(1);
+
+  auto* generate = keys->add_subcommand("generate", "Write a new secret key file (mode 0600) and print its public key");
+  generate->add_option("--out", args.output, "The secret key file to create (never overwritten)")->required();
+  on_parsed(generate, chosen, keys_generate);
+
+  auto* show = keys->add_subcommand("show", "Print the public key of a secret key file");
+  show->add_option("FILE", args.file, "A secret key file")->required();
+  on_parsed(show, chosen, keys_show);
+}
+
 void add_env(CLI::App& app, Args& args, Command& chosen) {
   auto* env_cmd = app.add_subcommand("env", "Print the R1_* variables an instance's container gets");
   env_cmd->add_option("ID", args.instance_id, "Instance id")->required();
@@ -594,6 +628,7 @@ int main(int argc, char** argv) {
   add_kv(app, args, chosen);
   add_cas(app, args, chosen);
   add_env(app, args, chosen);
+  add_keys(app, args, chosen);
   add_recover(app, chosen);
   add_unhalt(app, args, chosen);
 

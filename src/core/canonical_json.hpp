@@ -16,8 +16,9 @@ namespace carsync::core {
 // hex), numbers as ECMAScript's Number.prototype.toString of the IEEE double (shortest
 // round-trip digits; integers up to 1e21 without exponent; -0 as 0).
 // Error (errc::invalid_record, naming the JSON path, e.g. "metadata.n") for a number that
-// does not survive the trip through a double — an integer beyond ±2^53 — and for NaN or
-// an infinity; every implementation would then sign different bytes.
+// does not survive the trip through a double — an integer beyond ±2^53 whose double prints
+// other digits (2^53+1; 106479179934990340, the text of a double, does survive) — and for
+// NaN or an infinity; every implementation would then sign different bytes.
 Result<std::string> canonical_json(const boost::json::value& v);
 
 // Error (errc::invalid_record) naming the first key that appears twice in one object of

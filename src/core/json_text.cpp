@@ -1,6 +1,9 @@
 #include "core/json_text.hpp"
 
-#include <boost/json/parser.hpp>
+#include "core/canonical_json.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/error.hpp>
 
 #include <algorithm>
 #include <array>
@@ -259,16 +262,115 @@ Result<void> check_utf8(std::string_view bytes) {
   return {};
 }
 
+namespace {
+
+// Builds the value like json::parser, but converts each double from its own text with
+// std::from_chars (correctly rounded): Boost.JSON 1.81's parser rounds ~10% of 17-digit
+// spellings to a neighbouring double, and a record whose double changes between provider
+// and consumer no longer verifies (its canonical text changes).
+class PreciseValueBuilder {
+ public:
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+
+  json::value result;
+
+  bool on_document_begin(boost::system::error_code&) { return true; }
+  bool on_document_end(boost::system::error_code&) { return true; }
+  bool on_object_begin(boost::system::error_code&) {
+    open_.push_back(Frame{json::object(), {}});
+    return true;
+  }
+  bool on_object_end(std::size_t, boost::system::error_code&) { return close(); }
+  bool on_array_begin(boost::system::error_code&) {
+    open_.push_back(Frame{json::array(), {}});
+    return true;
+  }
+  bool on_array_end(std::size_t, boost::system::error_code&) { return close(); }
+  bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, boost::system::error_code&) {
+    text_.append(s.data(), s.size());
+    open_.back().key = std::move(text_);
+    text_.clear();
+    return true;
+  }
+  bool on_string_part(json::string_view s, std::size_t, boost::system::error_code&) {
+    text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, boost::system::error_code&) {
+    text_.append(s.data(), s.size());
+    put(json::string(text_));
+    text_.clear();
+    return true;
+  }
+  bool on_number_part(json::string_view s, boost::system::error_code&) {
+    text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_int64(std::int64_t i, json::string_view, boost::system::error_code&) { return number(i); }
+  bool on_uint64(std::uint64_t u, json::string_view, boost::system::error_code&) { return number(u); }
+  bool on_double(double d, json::string_view s, boost::system::error_code&) {
+    text_.append(s.data(), s.size());
+    double exact = 0;
+    const auto res = std::from_chars(text_.data(), text_.data() + text_.size(), exact);
+    // Out of range (1e999, 1e-999): the parser's infinity or zero is the answer.
+    return number(res.ec == std::errc() && res.ptr == text_.data() + text_.size() ? exact : d);
+  }
+  bool on_bool(bool b, boost::system::error_code&) { return put(b); }
+  bool on_null(boost::system::error_code&) { return put(nullptr); }
+  bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+  bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+
+ private:
+  struct Frame {
+    json::value container;
+    std::string key;  // object: the key of the value being read
+  };
+
+  template <class N>
+  bool number(N n) {
+    text_.clear();
+    return put(n);
+  }
+  bool put(json::value v) {
+    if (open_.empty()) {
+      result = std::move(v);
+    } else if (auto* a = open_.back().container.if_array()) {
+      a->push_back(std::move(v));
+    } else {
+      // A repeated key keeps the last value, as json::parser does (check_unique_keys
+      // refuses repeats where they matter).
+      open_.back().container.get_object()[open_.back().key] = std::move(v);
+    }
+    return true;
+  }
+  bool close() {
+    json::value done = std::move(open_.back().container);
+    open_.pop_back();
+    return put(std::move(done));
+  }
+
+  std::vector<Frame> open_;
+  std::string text_;  // the key, string or number being read
+};
+
+}  // namespace
+
 Result<boost::json::value> parse_json(std::string_view text) {
   json::parse_options opts;
   opts.max_depth = max_parse_depth;
-  json::parser p(json::storage_ptr(), opts);
+  json::basic_parser<PreciseValueBuilder> p(opts);
   boost::system::error_code ec;
-  const std::size_t consumed = p.write(text.data(), text.size(), ec);
-  if (ec) {
-    return make_error(errc::invalid_request, ec.message() + " at offset " + std::to_string(consumed));
-  }
-  return p.release();
+  const std::size_t consumed = p.write_some(false, text.data(), text.size(), ec);
+  if (!ec && consumed < text.size()) ec = json::error::extra_data;
+  if (ec) return make_error(errc::invalid_request, ec.message() + " at offset " + std::to_string(consumed));
+  return std::move(p.handler().result);
 }
 
 namespace {
@@ -335,7 +437,11 @@ Result<boost::json::value> parse_json_python(std::string_view text) {
     rewritten += c;
   }
   auto parsed = parse_json(rewritten);
-  if (!parsed || nans == 0) return parsed;
+  if (!parsed) return parsed;
+  // Two readers of one record must see the same fields: the parser keeps the last of two
+  // equal keys silently, a signature check or another implementation could take the first.
+  if (auto unique = check_unique_keys(rewritten); !unique) return unique.error();
+  if (nans == 0) return parsed;
   if (restore_nans(*parsed) != nans)
     return make_error(errc::invalid_request, "document holds a string that reads as carsync's NaN marker");
   return parsed;

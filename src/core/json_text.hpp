@@ -31,12 +31,15 @@ std::string to_canonical_json(const boost::json::value& v);
 // On failure the message describes the first bad byte offset.
 Result<void> check_utf8(std::string_view bytes);
 
-// Parses one JSON document. Errors carry the parser's detail text.
+// Parses one JSON document. Errors carry the parser's detail text. Doubles are converted
+// from their text correctly rounded (std::from_chars), not by Boost.JSON 1.81's parser.
 Result<boost::json::value> parse_json(std::string_view text);
 
 // Parses one JSON document in Python's dialect, as its json module writes it: the tokens
 // NaN, Infinity and -Infinity stand for non-finite floats. Records from a reference
 // provider are read with it; what carsync itself writes never holds those tokens.
+// A key repeated in one object is refused (errc::invalid_record, check_unique_keys'
+// message; malformed text is errc::invalid_request), unlike parse_json, which keeps the last.
 Result<boost::json::value> parse_json_python(std::string_view text);
 
 // The first n code points of a valid UTF-8 string (raw_body cap, §5.4).

@@ -1,5 +1,7 @@
 #include "io/sha256.hpp"
 
+#include "core/hex.hpp"
+
 #include <openssl/evp.h>
 
 #include <stdexcept>
@@ -35,15 +37,7 @@ Sha256Digest Sha256::finish() {
 }
 
 std::string to_hex(const Sha256Digest& d) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(d.size() * 2);
-  for (std::byte b : d) {
-    const auto v = std::to_integer<unsigned>(b);
-    out.push_back(digits[v >> 4]);
-    out.push_back(digits[v & 0xf]);
-  }
-  return out;
+  return core::to_hex({reinterpret_cast<const unsigned char*>(d.data()), d.size()});
 }
 
 }  // namespace carsync::io

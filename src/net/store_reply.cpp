@@ -26,6 +26,8 @@ std::string one_line(std::string_view s, std::size_t max) {
 Result<json::value> envelope_result_of(std::string_view body, const std::string& what) {
   // The node is Python: a record a reference provider published may hold NaN/Infinity.
   auto parsed = core::parse_json_python(body);
+  if (!parsed && parsed.error().code == errc::invalid_record)  // JSON, but a key repeated
+    return failure(what, "response refused: " + parsed.error().message);
   if (!parsed) return failure(what, "response is not JSON: " + one_line(body, 120));
   auto& doc = *parsed;
   auto* obj = doc.if_object();

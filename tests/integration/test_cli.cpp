@@ -1,8 +1,11 @@
 // The operator CLI, run as a separate process the way an operator or supervisor would.
+#include "core/signing_key.hpp"
 #include "support/temp_dir.hpp"
 #include "support/shell.hpp"
 
 #include <gtest/gtest.h>
+
+#include <sys/stat.h>
 
 
 #include <algorithm>
@@ -313,6 +316,47 @@ TEST_F(CliTest, BadUsageExitsTwo) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
   EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST_F(CliTest, KeysGenerateWritesA0600FileOnceAndShowPrintsItsPublicKey) {
+  const std::string key_file = (tmp / "provider.key").string();
+  auto gen = carsync(tmp, {"keys", "generate", "--out", key_file});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  ASSERT_EQ(std::count(gen.out.begin(), gen.out.end(), '\n'), 1) << gen.out;
+  const std::string public_text = gen.out.substr(0, gen.out.size() - 1);
+  auto parsed = core::PublicKey::parse(public_text);
+  ASSERT_TRUE(parsed) << public_text;
+  struct stat st {};
+  ASSERT_EQ(::stat(key_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  const std::string secret = read_file(key_file);
+  EXPECT_EQ(core::SecretKey::parse_file_text(secret).value().public_key(), *parsed);
+
+  auto show = carsync(tmp, {"keys", "show", key_file});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_EQ(show.out, gen.out);
+
+  // Never overwritten: a clear one-line error, a usage exit code, the file unchanged.
+  auto again = carsync(tmp, {"keys", "generate", "--out", key_file});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_EQ(again.out, "");
+  EXPECT_NE(again.err.find("exists"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find(key_file), std::string::npos) << again.err;
+  EXPECT_EQ(std::count(again.err.begin(), again.err.end(), '\n'), 1) << again.err;
+  EXPECT_EQ(read_file(key_file), secret);
+
+  // A key file others can read is refused, saying how to fix it.
+  ASSERT_EQ(::chmod(key_file.c_str(), 0644), 0);
+  auto open_file = carsync(tmp, {"keys", "show", key_file});
+  EXPECT_EQ(open_file.exit_code, 2);
+  EXPECT_EQ(open_file.out, "");
+  EXPECT_NE(open_file.err.find("chmod 600 " + key_file), std::string::npos) << open_file.err;
+
+  auto missing = carsync(tmp, {"keys", "show", (tmp / "absent.key").string()});
+  EXPECT_EQ(missing.exit_code, 2);
+  auto no_out = carsync(tmp, {"keys", "generate"});
+  EXPECT_EQ(no_out.exit_code, 2);
+  EXPECT_NE(no_out.err.find("--out"), std::string::npos) << no_out.err;
 }
 
 }  // namespace

@@ -142,6 +142,16 @@ TEST_F(LocalKvTest, PythonNonFiniteTokensAreRead) {
   EXPECT_EQ(all->size(), 1u);
 }
 
+// A stored value with a repeated key reads differently in different readers: refused.
+TEST_F(LocalKvTest, StoredValueWithADuplicateKeyIsRefused) {
+  write_file(kv.hkey_dir("h") / "6b.json", R"({"cid": "Qm", "manifest": {"archive_paths": [], "archive_paths": ["/"]}})");
+  auto got = kv.hget("h", "k");
+  ASSERT_FALSE(got);
+  EXPECT_EQ(got.error().code, make_error_code(errc::store_failure));
+  EXPECT_NE(got.error().message.find("duplicate key \"archive_paths\" in $.manifest"), std::string::npos)
+      << got.error().message;
+}
+
 TEST_F(LocalKvTest, KeyOfFileInvertsNaming) {
   EXPECT_EQ(LocalKv::key_of_file("6b6579.json"), "key");
   EXPECT_EQ(LocalKv::key_of_file(".json"), "");

@@ -23,6 +23,19 @@ TEST(StoreReply, EnvelopeYieldsResultOrNamesWhatWentWrong) {
   EXPECT_THAT(envelope_result_of(R"({"result": {"error": 5}})", "w").error().message, HasSubstr("w: 5"));
 }
 
+// Two readers of a reply with a repeated key could see two different records: refused,
+// naming the key and where it is.
+TEST(StoreReply, DuplicateKeyIsRefusedNamingIt) {
+  auto dup = envelope_result_of(R"({"result": {"cid": "Qm1", "version": 1, "cid": "QmEvil"}})", "hget");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, make_error_code(errc::store_failure));
+  EXPECT_THAT(dup.error().message, HasSubstr("hget: response refused: duplicate key \"cid\" in $.result"));
+  auto nested = envelope_result_of(R"({"result": {"k": {"manifest": {"a": 1, "a": 2}}}})", "hgetall");
+  ASSERT_FALSE(nested);
+  EXPECT_THAT(nested.error().message, HasSubstr("duplicate key \"a\" in $.result.k.manifest"));
+  EXPECT_TRUE(envelope_result_of(R"({"result": {"a": {"cid": 1}, "b": {"cid": 2}}})", "hgetall"));
+}
+
 TEST(StoreReply, EachCallReadsItsResultShape) {
   EXPECT_EQ(add_file_cid(boost::json::object{{"cid", ""}}, "a").error().code, make_error_code(errc::no_cid));
   EXPECT_TRUE(delete_file_outcome(boost::json::object{{"success", true}}, "d"));
