@@ -225,13 +225,20 @@ TEST_F(TwoDaemons, SignedRecordsFromATrustedProviderOnlyAreApplied) {
   EXPECT_EQ(normalised(snapshot_tree(consumer.data_volume)), normalised(snapshot_tree(provider.data_volume)));
   const auto applied = snapshot_tree(consumer.data_volume);
 
-  // A store writer changes the published record's metadata (and could point it anywhere).
+  // A store writer uploads its own snapshot and points the signed record at it.
   const std::string cli = std::string(CARSYNC_CLI_PATH) + " --config " + shell_quote((tmp / "consumer.json").string());
+  write_file(tmp / "evil/app/data/weights.bin", "not the provider's");
+  const auto tar = shell("tar -C " + shell_quote((tmp / "evil").string()) + " -czf " +
+                         shell_quote((tmp / "evil.tar.gz").string()) + " app/data");
+  ASSERT_EQ(tar.exit_code, 0);
+  const auto put = shell(cli + " cas put " + shell_quote((tmp / "evil.tar.gz").string()));
+  ASSERT_EQ(put.exit_code, 0) << put.out;
+  const std::string evil_cid = put.out.substr(0, put.out.find('\n'));
   const auto got = shell(cli + " kv hget CHAINSTORE_SYNC " + std::string(sync_key));
   ASSERT_EQ(got.exit_code, 0) << got.out;
   json::object record = json::parse(got.out).as_object();
   ASSERT_TRUE(record.contains("signatures")) << got.out;
-  record["metadata"] = json::object{{"epoch", 666}};
+  record["cid"] = evil_cid;
   record["version"] = record["version"].as_int64() + 1;  // looks newer
   const auto set = shell(cli + " kv hset CHAINSTORE_SYNC " + std::string(sync_key) + " " +
                          shell_quote(json::serialize(record)));

@@ -1,6 +1,7 @@
 // Steps the consumer state machine through the consumer tick of spec §8 (checklist N).
 #include "core/consumer_lifecycle.hpp"
 #include "core/quarantine.hpp"
+#include "core/record.hpp"
 
 #include <boost/json.hpp>
 #include <gmock/gmock.h>

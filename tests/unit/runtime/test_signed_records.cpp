@@ -183,6 +183,8 @@ struct Tampering {
   std::function<void(json::object&)> edit;
 };
 
+void PrintTo(const Tampering& t, std::ostream* os) { *os << t.name; }
+
 class TamperedField : public SignedRecords, public ::testing::WithParamInterface<Tampering> {};
 
 TEST_P(TamperedField, IsRefusedAsABadSignature) {
