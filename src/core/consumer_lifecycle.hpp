@@ -23,6 +23,11 @@
 //  * after a successful commit the applied state is written as its own step; if that write
 //    fails the apply stands (the volumes hold the new snapshot and the history entry records
 //    it for dedupe): finalisation continues and the failure is reported;
+//  * with trusted keys ("trust"), the record's signature is verified before anything is
+//    downloaded, and the sequence it was signed at is recorded (trust.json) once the scan has
+//    matched its bytes to the signed hash, before the container is stopped: a record older
+//    than one accepted is refused from then on, while the accepted one itself is applied
+//    again after a crash (same sequence, same CID);
 //  * cancellation (shutdown past its grace, removal) is an input: before the commit the
 //    attempt is abandoned — staging discarded, the container carsync stopped started again,
 //    nothing quarantined; the commit itself is never interrupted, and after it the short
