@@ -6,6 +6,7 @@
 #include "core/record_signature.hpp"
 #include "io/sha256.hpp"
 #include "runtime/consumer_run.hpp"
+#include "runtime/node_metrics.hpp"
 #include "support/consumer_fixture.hpp"
 #include "support/tree_snapshot.hpp"
 
@@ -343,6 +344,26 @@ TEST_F(SignedRecords, WarnPolicyAppliesAnUnsignedRecordAndReportsIt) {
   EXPECT_EQ(out.signature_error, signature_errc::unsigned_record);
   EXPECT_EQ(read_file(appdata() / "state.txt"), "unsigned but wanted");
   EXPECT_FALSE(fs::exists(state_dir() / "trust.json")) << "nothing verified, nothing accepted";
+}
+
+TEST_F(SignedRecords, RefusalsAreCountedInStatusAndMetricsByReason) {
+  apply_good("v1", 1000);
+  make("evil", 2000, nullptr);
+  runtime::StatusCell cell;
+  runtime::NodeMetrics metrics;
+  auto ctx = context();
+  ctx.status = &cell;
+  ctx.metrics = &metrics;
+  auto out = run(runtime::run_consumer_once(ctx, state));
+  ASSERT_EQ(out.outcome, ConsumerOutcome::preflight_failed);
+  const auto status = cell.snapshot();
+  EXPECT_EQ(status.signature_failures, 1u);
+  ASSERT_TRUE(status.error);
+  EXPECT_EQ(status.error->stage, Stage::signature);
+  ASSERT_TRUE(status.quarantine);
+  EXPECT_EQ(status.quarantine->stage, Stage::signature);
+  EXPECT_THAT(metrics.render(NodeStatus{}),
+              HasSubstr(R"(carsync_signature_failures_total{instance="c1",reason="unsigned"} 1)"));
 }
 
 }  // namespace
