@@ -80,6 +80,8 @@ def publish_and_wait(d, app, seq, timeout, consumers=()):
     out["claimed"] = (claim[0] if claim else t_pub) - t0
     up = ev.first(app.id, marks[app.id], lambda s: s["phase"] in ("uploading", "publishing"))
     out["sealed"] = (up[0] - t0) if up else None
+    kv = ev.first(app.id, marks[app.id], lambda s: s["phase"] == "publishing")
+    out["publishing"] = (kv[0] - t0) if kv else None  # the record's store write begins
     applied = {}
     for c in consumers:
         def done(e, c=c):
@@ -172,6 +174,105 @@ def section_latency(ctx, res):
     res.cmp("latency", f"idle RSS, {top} instances", row["idle_rss"] / MiB, "MiB",
             f"RSS with {base_n} instance{'s' if base_n > 1 else ''}", base["rss"] / MiB,
             target="<= 48 MiB", met=row["idle_rss"] / MiB <= 48 if big else None)
+    latency_signed(ctx, res)
+
+
+def generate_key(ctx, path):
+    """`carsync keys generate --out path`; returns the public key line it prints."""
+    r = subprocess.run([ctx.carsync, "keys", "generate", "--out", path], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"carsync keys generate failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def latency_signed(ctx, res):
+    """Signed records' cost (issue 11: publish and apply latency change by under 1 ms), on the
+    embedded backend, an unsigned and a signed variant side by side: the signed provider signs
+    (`signing.key_file`, a key from `carsync keys generate`), the signed consumer trusts that
+    key (policy enforce). Requests alternate between the variants (the order flips every
+    round) so a load change on the machine hits both alike.
+      publish: request.json rename -> durable publish (as above), providers alone in their
+               carsyncd (a consumer applying at the same time would dominate the figure);
+      apply:   the provider entering `publishing` (its record's store write) -> the
+               consumer's last_apply naming the CID (record fetch, signature check, download
+               hashed while it streams, scan, apply), in a second carsyncd with both pairs."""
+    if not os.path.exists(ctx.carsync):
+        res.notes.append(f"latency: no signed variant ({ctx.carsync} not built)")
+        return
+    work = ctx.fresh_work("latency-signed")
+    key_dir = os.path.join(work, "keys")
+    os.makedirs(key_dir, mode=0o700)
+    key_file = os.path.join(key_dir, "provider.key")
+    public = generate_key(ctx, key_file)
+    edge = os.path.join(work, "edge")
+    variants = ("unsigned", "signed")
+    provs, cons = {}, {}
+    for v in variants:
+        signed = v == "signed"
+        provs[v] = App(edge, f"prov-{v}", f"lat-{v}", "provider",
+                       extra={"signing": {"key_file": key_file}} if signed else None)
+        cons[v] = App(edge, f"cons-{v}", f"lat-{v}", "consumer",
+                      extra={"trust": {"keys": [public], "policy": "enforce"}} if signed else None)
+        with open(os.path.join(provs[v].data, "state.txt"), "w") as f:
+            f.write("initial\n")
+    per_variant = ctx.latency_requests
+    warm = min(5, per_variant)
+    samples = {v: {"publish": [], "apply": []} for v in variants}
+
+    def rounds(d, metric, with_consumers):
+        for j in range(warm + per_variant):
+            for v in (variants if j % 2 == 0 else variants[::-1]):
+                p = provs[v]
+                with open(os.path.join(p.data, "state.txt"), "w") as f:
+                    f.write(f"{metric} request {j} at {time.time()}\n")
+                r = publish_and_wait(d, p, j, 60, [cons[v]] if with_consumers else [])
+                if j < warm:
+                    continue
+                if metric == "publish":
+                    samples[v]["publish"].append(r["published"] * 1e3)
+                else:
+                    if r["publishing"] is None:
+                        raise RuntimeError(f"{p.id}: no publishing phase event")
+                    samples[v]["apply"].append((r["applied"][cons[v].id] - r["publishing"]) * 1e3)
+
+    d = Daemon(ctx.carsyncd, os.path.join(work), node_config(work, list(provs.values()), name="publish"), "publish")
+    d.start()
+    try:
+        d.wait_idle([p.id for p in provs.values()])
+        rounds(d, "publish", False)
+    finally:
+        d.stop()
+    apps = list(provs.values()) + list(cons.values())
+    d = Daemon(ctx.carsyncd, work, node_config(work, apps, name="apply"), "apply")
+    d.start()
+    try:
+        d.wait_idle([a.id for a in apps])
+        rounds(d, "apply", True)
+        failures = d.events.latest.get("cons-signed", {}).get("signature_failures")
+    finally:
+        d.stop()
+    # The signed pair must really have been signed and verified: one "verified" line per apply.
+    with open(d.log_path) as f:
+        verified = sum(1 for line in f if "[cons-signed] consumer:" in line and line.rstrip().endswith(": verified"))
+    if verified < warm + per_variant or failures:
+        raise RuntimeError(f"signed pair: {verified} verified applies of {warm + per_variant}, "
+                           f"signature_failures {failures}; see {d.log_path}")
+    for v, vals in samples.items():
+        for metric in ("publish", "apply"):
+            for q, name in ((0.5, "p50"), (0.99, "p99"), (1.0, "max")):
+                res.add("latency", f"{metric}_ms_{name}", pct(vals[metric], q), "ms", variant=v,
+                        requests=len(vals[metric]))
+    for metric, label in (("publish", "durable publish"), ("apply", "store write -> applied")):
+        for qn, q in (("p50", .5), ("p99", .99)):
+            s, u = pct(samples["signed"][metric], q), pct(samples["unsigned"][metric], q)
+            diff = s - u
+            res.add("latency", f"{metric}_signed_minus_unsigned_{qn}", diff, "ms", requests=per_variant)
+            res.cmp("latency", f"{label} {qn}, signed (difference {diff:+.2f} ms)", s, "ms",
+                    "unsigned, same run", u, target="difference < 1 ms",
+                    met=(diff < 1.0) if not ctx.quick else None)
+    log("latency: signed vs unsigned: " + ", ".join(
+        f"{m} {qn} {pct(samples['signed'][m], q):.2f} vs {pct(samples['unsigned'][m], q):.2f} ms"
+        for m in ("publish", "apply") for qn, q in (("p50", .5), ("p99", .99))))
 
 
 # ---------------------------------------------------------------- publish -> applied by size

@@ -11,9 +11,10 @@ BIND = "/app/data"
 class App:
     """One app's system volume and data volume under <root>/<id>/fixed_volumes/mounts."""
 
-    def __init__(self, root, iid, key, role, fmt="tar.gz", sync=None):
+    def __init__(self, root, iid, key, role, fmt="tar.gz", sync=None, extra=None):
         self.id, self.key, self.role, self.fmt = iid, key, role, fmt
         self.sync = sync or {}
+        self.extra = extra or {}  # instance-level keys beside SYNC: "signing", "trust"
         mounts = os.path.join(root, iid, "fixed_volumes", "mounts")
         self.system = os.path.join(mounts, "r1en_system")
         self.data = os.path.join(mounts, "data")
@@ -24,7 +25,8 @@ class App:
     def instance(self):
         return {"id": self.id, "container": None, "system_volume": self.system,
                 "volumes": {self.data: {"bind": BIND, "mode": "rw"}},
-                "SYNC": {"ENABLED": True, "KEY": self.key, "TYPE": self.role, "ARCHIVE_FORMAT": self.fmt, **self.sync}}
+                "SYNC": {"ENABLED": True, "KEY": self.key, "TYPE": self.role, "ARCHIVE_FORMAT": self.fmt, **self.sync},
+                **self.extra}
 
     def write_request(self, seq):
         """Writes request.json by rename (what an app does); returns the time just before."""
