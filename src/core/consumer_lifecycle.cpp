@@ -54,7 +54,6 @@ std::string_view to_string(ConsumerStage s) noexcept {
 std::string_view to_string(Kind k) noexcept {
   switch (k) {
     case Kind::write_state: return "write_state";
-    case Kind::write_trust: return "write_trust";
     case Kind::quarantine: return "quarantine";
     case Kind::download: return "download";
     case Kind::scan: return "scan";
@@ -92,7 +91,8 @@ ConsumerLifecycle::ConsumerLifecycle(std::optional<json::value> record, Consumer
     : record_(record ? std::move(*record) : json::value(nullptr)),
       params_(std::move(params)),
       identity_(identity_of(record_)),
-      apply_mode_(resolve_apply_mode(params_.apply_mode)) {
+      apply_mode_(resolve_apply_mode(params_.apply_mode)),
+      trust_(params_.trust_state) {
   if (identity_.cid.is_string()) cid_ = identity_.cid.get_string();
 }
 
@@ -120,19 +120,16 @@ void ConsumerLifecycle::decide_start(double now) {
   if (!reasons.empty()) return fail(ConsumerOutcome::preflight_failed, ConsumerStage::validation, join(reasons, "; "));
 
   // Before anything is downloaded. Under warn a failure is only reported (the driver logs
-  // it) and nothing is recorded as accepted.
+  // it) and nothing is accepted.
   if (!params_.trusted_keys.empty()) {
     verdict_ = verify_record(record_, sync_hkey, params_.sync_key, params_.trusted_keys, params_.trust_state);
     if (verdict_->error && params_.trust_policy == TrustPolicy::enforce)
       return fail(ConsumerOutcome::preflight_failed, ConsumerStage::signature, verdict_->reason);
+    if (!verdict_->error) trust_ = accept(std::move(trust_), *verdict_, cid_);
   }
 
   // Every mode resolves to offline_restart: the container is stopped whenever there is one.
   plan_ = {Step::write_preparing, Step::download, Step::scan};
-  // Accepted once its bytes matched the signed hash (the scan), durably before anything is
-  // stopped or written: a record older than it is refused from then on, even if this apply
-  // never finishes; the same record is accepted again (same sequence, same CID).
-  if (verdict_ && !verdict_->error) plan_.push_back(Step::write_trust);
   if (params_.has_container) plan_.push_back(Step::stop);
   plan_.insert(plan_.end(), {Step::write_applying, Step::commit});
 }
@@ -182,6 +179,12 @@ void ConsumerLifecycle::on_cancel() {
 
 json::object ConsumerLifecycle::carry_applied(json::object state) const {
   if (params_.applied_cid) state["applied_cid"] = *params_.applied_cid;
+  return carry_trust(std::move(state));
+}
+
+// Absent when nothing was ever accepted: documents stay as they were without "trust".
+json::object ConsumerLifecycle::carry_trust(json::object state) const {
+  if (!trust_.keys.empty()) state["trust"] = trust_.to_json();
   return state;
 }
 
@@ -216,11 +219,6 @@ ConsumerAction ConsumerLifecycle::resume(const ConsumerEvent& ev) {
              "could not stop container for offline apply: " + ev.error->message);
       else
         stopped_ = true;
-      break;
-    case Step::write_trust:
-      if (ev.error)
-        fail(ConsumerOutcome::preflight_failed, ConsumerStage::signature,
-             "could not record the accepted signature sequence: " + ev.error->message);
       break;
     case Step::write_applying:
       if (ev.error)
@@ -277,10 +275,6 @@ std::optional<ConsumerAction> ConsumerLifecycle::build(Step s, double now) {
     case Step::scan:
       scanned_ = true;
       return action(Kind::scan);
-    case Step::write_trust:
-      a = action(Kind::write_trust);
-      a.document = accept(params_.trust_state, *verdict_, cid_).to_json();
-      return a;
     case Step::stop:
       return action(Kind::stop_container);
     case Step::write_applying:
@@ -292,7 +286,7 @@ std::optional<ConsumerAction> ConsumerLifecycle::build(Step s, double now) {
       return action(Kind::commit);
     case Step::write_applied:
       a = action(Kind::write_state);
-      a.document = applied_state(identity_, applied_timestamp_, extracted_);
+      a.document = carry_trust(applied_state(identity_, applied_timestamp_, extracted_));
       return a;
     case Step::append_history:
       a = action(Kind::append_history);
@@ -345,7 +339,8 @@ json::object ConsumerLifecycle::history_entry() const {
   json::object e = last_apply();
   e["manifest"] = object_or_empty(record_, "manifest");
   put_extracted_paths(e, extracted_);
-  // What rebuilds trust.json should it be lost (trust_state_from_history).
+  // What rebuilds the accepted sequences should current_apply.json be lost
+  // (trust_state_from_history).
   if (verdict_ && !verdict_->error) put_signature_fields(e, verdict_->sequence, verdict_->key_ids);
   return e;
 }

@@ -24,10 +24,12 @@
 //    fails the apply stands (the volumes hold the new snapshot and the history entry records
 //    it for dedupe): finalisation continues and the failure is reported;
 //  * with trusted keys ("trust"), the record's signature is verified before anything is
-//    downloaded, and the sequence it was signed at is recorded (trust.json) once the scan has
-//    matched its bytes to the signed hash, before the container is stopped: a record older
-//    than one accepted is refused from then on, while the accepted one itself is applied
-//    again after a crash (same sequence, same CID);
+//    downloaded, and the sequence it was signed at is accepted at once: every state document
+//    from `preparing` on carries it ("trust", durable with the state, no write of its own). A
+//    record older than one accepted is refused from then on, while the accepted one itself
+//    is applied again after a crash (same sequence, same CID). Only a genuine record is ever
+//    accepted, so accepting before its bytes are checked refuses nothing a provider still
+//    stands by;
 //  * cancellation (shutdown past its grace, removal) is an input: before the commit the
 //    attempt is abandoned — staging discarded, the container carsync stopped started again,
 //    nothing quarantined; the commit itself is never interrupted, and after it the short
@@ -58,7 +60,6 @@ std::string_view to_string(ConsumerStage s) noexcept;
 struct ConsumerAction {
   enum class Kind {
     write_state,       // current_apply.json = document; failure only logged (see above)
-    write_trust,       // trust.json = document (the sequence accepted); must be durable
     quarantine,        // state/quarantine/<name> = document
     download,          // get_file(cid); an empty local path is an error
     scan,              // §8.4 steps 4-6 over the download; the driver keeps plan + staging
@@ -112,7 +113,7 @@ struct ConsumerParams {
   std::string sync_key;
   std::span<const PublicKey> trusted_keys;
   TrustPolicy trust_policy = TrustPolicy::enforce;
-  TrustState trust_state;                      // trust.json, or rebuilt from history
+  TrustState trust_state;                      // current_apply.json's "trust", or rebuilt from history
 };
 
 enum class ConsumerOutcome {
@@ -158,7 +159,7 @@ class ConsumerLifecycle {
  private:
   // What is left to do on the chosen path; decisions are taken when an outcome arrives.
   enum class Step {
-    write_preparing, download, scan, write_trust, stop, write_applying, commit, write_applied,
+    write_preparing, download, scan, stop, write_applying, commit, write_applied,
     append_history, write_last_apply, start, discard_staging, retire,
     quarantine, write_failed_preflight, write_rolled_back, halt,
   };
@@ -168,6 +169,7 @@ class ConsumerLifecycle {
   void on_commit(const ConsumerEvent& ev);
   void on_cancel();
   boost::json::object carry_applied(boost::json::object state) const;
+  boost::json::object carry_trust(boost::json::object state) const;
   ConsumerAction next(double now);
   std::optional<ConsumerAction> build(Step s, double now);
   boost::json::object history_entry() const;
@@ -179,6 +181,7 @@ class ConsumerLifecycle {
   std::string cid_;  // the record's cid when it is a string
   ApplyModeResolution apply_mode_;
   std::optional<SignatureVerdict> verdict_;
+  TrustState trust_;  // what every state document carries: params' state, plus the record once accepted
 
   bool started_ = false;
   std::optional<Step> current_;

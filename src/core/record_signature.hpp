@@ -49,8 +49,8 @@ std::int64_t next_sequence(std::int64_t last, double now) noexcept;
 Result<void> sign_record(boost::json::object& record, std::string_view hkey, std::string_view sync_key,
                          std::int64_t sequence, std::span<const SecretKey> keys);
 
-// What a consumer last accepted from each key: state/trust.json,
-//   {"keys": {"<key id>": {"sequence": N, "cid": "<cid>"}, ...}}
+// What a consumer last accepted from each key, carried as "trust" by every document of
+// state/current_apply.json: {"keys": {"<key id>": {"sequence": N, "cid": "<cid>"}, ...}}
 struct TrustState {
   struct Accepted {
     std::int64_t sequence = 0;
@@ -95,8 +95,8 @@ TrustState accept(TrustState state, const SignatureVerdict& verdict, std::string
 void put_signature_fields(boost::json::object& history_entry, std::int64_t sequence,
                           std::span<const std::string> key_ids);
 
-// Rebuilt from received history entries (any order) when trust.json is missing or
-// corrupt: per key id the highest "signed_sequence" of an entry whose "signed_by" lists it,
+// Rebuilt from received history entries (any order) when current_apply.json (or its
+// "trust") is missing or corrupt: per key id the highest "signed_sequence" of an entry whose "signed_by" lists it,
 // with that entry's "cid". Entries without those fields (unsigned, or written by the
 // reference) are skipped.
 TrustState trust_state_from_history(std::span<const HistoryEntry> entries);

@@ -45,7 +45,6 @@ std::filesystem::path apply_journal_path(const InstanceContext& ctx) {
 std::filesystem::path container_stopped_path(const InstanceContext& ctx) {
   return ctx.state_dir / "container_stopped.json";
 }
-std::filesystem::path trust_state_path(const InstanceContext& ctx) { return ctx.state_dir / "trust.json"; }
 
 namespace {
 
@@ -161,7 +160,7 @@ class ConsumerDriver {
     params.applied_cid = core::dedupe_cid(current ? &*current : nullptr, latest ? &latest->body : nullptr);
     params.halted = core::is_halted(current ? &*current : nullptr);
     if (!record || !record->is_object()) return;
-    if (!params.trusted_keys.empty()) params.trust_state = load_trust_state();
+    if (!params.trusted_keys.empty()) params.trust_state = load_trust_state(current ? &*current : nullptr);
     params.manifest_digest = sha256_hex(core::quarantine_digest_input(*record));
     const auto* cid = record->as_object().if_contains("cid");
     if (!cid) return;
@@ -169,23 +168,22 @@ class ConsumerDriver {
     params.quarantine = read_json(ctx_.state_dir / "quarantine" / quarantine_name_);
   }
 
-  // trust.json; when it is missing or unreadable, what the received history says was
-  // applied (so deleting or corrupting it does not reopen the door to older records).
-  core::TrustState load_trust_state() {
-    const auto path = trust_state_path(ctx_);
-    std::error_code ec;
-    std::string lost = "is missing";
-    if (fs::exists(path, ec)) {
-      auto doc = read_json(path);
-      auto state = doc ? core::TrustState::from_json(*doc) : Result<core::TrustState>(make_error(errc::invalid_record, "unreadable"));
+  // current_apply.json's "trust"; when the file or the field is missing or unreadable, what
+  // the received history says was applied (so losing the file does not reopen the door to
+  // older records).
+  core::TrustState load_trust_state(const json::value* current) {
+    const json::value* doc = current && current->is_object() ? current->as_object().if_contains("trust") : nullptr;
+    std::string lost = current ? "has no \"trust\"" : "is missing or unreadable";
+    if (doc) {
+      auto state = core::TrustState::from_json(*doc);
       if (state) return std::move(*state);
-      lost = "is unreadable (" + state.error().message + ")";
+      lost = "has an unreadable \"trust\" (" + state.error().message + ")";
     }
     const auto entries = ctx_.history.entries(core::HistoryDir::received);
     auto rebuilt = core::trust_state_from_history(entries);
     if (!rebuilt.keys.empty())
       spdlog::warn("[{}] consumer: {} {}: accepted sequences rebuilt from the received history", ctx_.config.id,
-                   path.string(), lost);
+                   current_apply_path(ctx_).string(), lost);
     return rebuilt;
   }
 
@@ -206,12 +204,6 @@ class ConsumerDriver {
           spdlog::error("[{}] consumer: apply of cid={} is uncertain: container left stopped until an operator "
                         "clears the halt",
                         id, cid_of(m));
-        break;
-      }
-      case Kind::write_trust: {
-        const json::object& doc = a.document;
-        auto r = co_await ctx_.io_pool.run([&] { return io::write_json_file(trust_state_path(ctx_), doc); });
-        if (!r) ev.error = r.error();
         break;
       }
       case Kind::quarantine: {

@@ -33,9 +33,6 @@ struct ConsumerRunOutcome {
 // Host-private files of the consumer.
 std::filesystem::path current_apply_path(const InstanceContext& ctx);
 std::filesystem::path apply_journal_path(const InstanceContext& ctx);
-// With "trust": the sequence last accepted per key (core::TrustState), written before the
-// container is stopped for an apply.
-std::filesystem::path trust_state_path(const InstanceContext& ctx);
 
 // Start-up: finishes or undoes an apply a crash interrupted (§12 item 13) before anything
 // else may touch the volumes. Returns whether the instance is halted (leave stopped).

@@ -4,7 +4,7 @@
 // step, the steps taken in turn: provider claim, container stop, archive (container stopped),
 // container start, upload, publish, bookkeeping (history, response, .processing discarded),
 // retirement; consumer download (with its `preparing` state), scan+stage (one streaming pass
-// in carsync), the accepted signature sequence (trust.json), container stop, commit, finalise (state, history, last_apply.json, restart,
+// in carsync), container stop, commit, finalise (state, history, last_apply.json, restart,
 // staging dropped), retirement.
 //
 // Aiming: carsyncd runs with CARSYNC_TEST_CRASH_POINTS=1, so it writes "crash-point <instance>
@@ -235,13 +235,11 @@ std::string stage_of(const std::string& side, const std::string& step, const std
   if (step == "download") return "consumer download";
   if (step == "write_state") {
     // Without a container the `applying` state follows the scan directly.
-    if (previous == "stop_container" || previous == "scan" || previous == "write_trust")
-      return "consumer container stopped (state applying)";
+    if (previous == "stop_container" || previous == "scan") return "consumer container stopped (state applying)";
     if (previous == "commit") return "consumer finalise";
     return "consumer download";  // the `preparing` state before it
   }
   if (step == "scan") return "consumer scan+stage";
-  if (step == "write_trust") return "consumer accepted (trust.json), not applied";
   if (step == "stop_container") return "consumer container stop";
   if (step == "commit") return "consumer commit";
   if (step == "append_history" || step == "write_last_apply" || step == "start_container" ||
@@ -325,8 +323,7 @@ const std::vector<Target>& targets() {
       {"provider", "append_history", false},  {"provider", "write_response", false},
       {"provider", "discard_processing", false}, {"provider", "retire_previous", false},
       {"consumer", "write_state", false, 1},  {"consumer", "download", false},
-      {"consumer", "scan", false},            {"consumer", "write_trust", false},
-      {"consumer", "stop_container", true},
+      {"consumer", "scan", false},            {"consumer", "stop_container", true},
       {"consumer", "write_state", false, 2},  {"consumer", "commit", false},
       {"consumer", "write_state", false, 3},  {"consumer", "append_history", false},
       {"consumer", "write_last_apply", false}, {"consumer", "start_container", true},
@@ -359,8 +356,8 @@ class Campaign {
       tag_ = "crash-" + std::to_string(::getpid());
       for (auto* side : {&provider_, &consumer_}) create_container(*side);
     }
-    // Records are signed and verified: every kill also tests that an accepted sequence
-    // (trust.json, written before the stop) never makes its own record a replay, and that a
+    // Records are signed and verified: every kill from the consumer's `preparing` state on
+    // also tests that an accepted sequence never makes its own record a replay, and that a
     // provider killed mid-request signs its next record with a newer sequence.
     const auto key_file = tmp_ / "keys" / "provider.key";
     fs::create_directories(key_file.parent_path());

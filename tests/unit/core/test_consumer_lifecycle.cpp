@@ -620,17 +620,33 @@ class TrustedConsumerTest : public ConsumerLifecycleTest {
   std::vector<PublicKey> trusted_;
 };
 
-TEST_F(TrustedConsumerTest, AcceptedSequenceIsRecordedAfterTheScanBeforeTheStop) {
+TEST_F(TrustedConsumerTest, EveryStateDocumentFromPreparingOnCarriesTheAcceptedSequence) {
   auto run = drive(json::value(signed_record(5)), trusting());
   EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
-  ASSERT_GE(run.index(Kind::write_trust), 0);
-  EXPECT_LT(run.index(Kind::scan), run.index(Kind::write_trust));
-  EXPECT_LT(run.index(Kind::write_trust), run.index(Kind::stop_container));
-  const auto& doc = run.first(Kind::write_trust).document;
-  EXPECT_EQ(doc.at("keys").at(key_.public_key().id()).at("sequence"), json::value(5));
-  EXPECT_EQ(doc.at("keys").at(key_.public_key().id()).at("cid"), json::value("QmNew"));
-  // The history entry carries what rebuilds trust.json.
+  const auto states = run.states();
+  ASSERT_EQ(states.size(), 3u);  // preparing, applying, applied
+  for (const auto& doc : states) {
+    ASSERT_TRUE(doc.contains("trust")) << json::serialize(doc);
+    EXPECT_EQ(doc.at("trust").at("keys").at(key_.public_key().id()).at("sequence"), json::value(5));
+    EXPECT_EQ(doc.at("trust").at("keys").at(key_.public_key().id()).at("cid"), json::value("QmNew"));
+  }
+  // The history entry carries what rebuilds them.
   EXPECT_EQ(run.first(Kind::append_history).document.at("signed_sequence"), json::value(5));
+}
+
+TEST_F(TrustedConsumerTest, AFailureAfterAcceptanceKeepsItAndOtherKeysAreCarried) {
+  ConsumerParams p = trusting();
+  p.trust_state.keys["0011223344556677"] = {7, "QmOther"};  // a retired key: kept as it was
+  auto run = drive(json::value(signed_record(5)), std::move(p), [](const ConsumerAction& a) {
+    return a.kind == Kind::download ? failed("store down") : happy(a);
+  });
+  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::preflight_failed);
+  const auto states = run.states();
+  ASSERT_FALSE(states.empty());
+  const auto& last = states.back();
+  EXPECT_EQ(last.at("state"), json::value("failed_preflight"));
+  EXPECT_EQ(last.at("trust").at("keys").at(key_.public_key().id()).at("sequence"), json::value(5));
+  EXPECT_EQ(last.at("trust").at("keys").at("0011223344556677").at("sequence"), json::value(7));
 }
 
 TEST_F(TrustedConsumerTest, EnforceRefusesBeforeAnythingIsDownloaded) {
@@ -639,8 +655,8 @@ TEST_F(TrustedConsumerTest, EnforceRefusesBeforeAnythingIsDownloaded) {
   EXPECT_EQ(machine_->failed_stage(), ConsumerStage::signature);
   EXPECT_EQ(run.count(Kind::download), 0);
   EXPECT_EQ(run.count(Kind::stop_container), 0);
-  EXPECT_EQ(run.count(Kind::write_trust), 0);
   EXPECT_EQ(run.first(Kind::quarantine).document.at("stage"), json::value("signature"));
+  for (const auto& doc : run.states()) EXPECT_FALSE(doc.contains("trust"));
   ASSERT_TRUE(machine_->signature_verdict());
   EXPECT_EQ(machine_->signature_verdict()->error, signature_errc::unsigned_record);
 }
@@ -648,20 +664,9 @@ TEST_F(TrustedConsumerTest, EnforceRefusesBeforeAnythingIsDownloaded) {
 TEST_F(TrustedConsumerTest, WarnAppliesWithoutRecordingAnything) {
   auto run = drive(json::value(record()), trusting(TrustPolicy::warn));
   EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
-  EXPECT_EQ(run.count(Kind::write_trust), 0);
+  for (const auto& doc : run.states()) EXPECT_FALSE(doc.contains("trust"));
   EXPECT_EQ(machine_->signature_verdict()->error, signature_errc::unsigned_record);
   EXPECT_FALSE(run.first(Kind::append_history).document.contains("signed_sequence"));
-}
-
-TEST_F(TrustedConsumerTest, UnrecordableAcceptanceLeavesTheContainerAlone) {
-  auto run = drive(json::value(signed_record(5)), trusting(), [](const ConsumerAction& a) {
-    return a.kind == Kind::write_trust ? failed("disk full") : happy(a);
-  });
-  EXPECT_EQ(machine_->outcome(), ConsumerOutcome::preflight_failed);
-  EXPECT_EQ(machine_->failed_stage(), ConsumerStage::signature);
-  EXPECT_THAT(machine_->error_text(), HasSubstr("disk full"));
-  EXPECT_EQ(run.count(Kind::stop_container), 0);
-  EXPECT_EQ(run.count(Kind::commit), 0);
 }
 
 TEST_F(TrustedConsumerTest, CancellationAfterAcceptanceGivesTheContainerBack) {
@@ -669,8 +674,8 @@ TEST_F(TrustedConsumerTest, CancellationAfterAcceptanceGivesTheContainerBack) {
   ConsumerEvent ev;
   ev.now = now_;
   auto a = machine_->resume(ev);
-  while (a.kind != Kind::write_trust && a.kind != Kind::done) a = machine_->resume(happy(a));
-  ASSERT_EQ(a.kind, Kind::write_trust);
+  while (a.kind != Kind::scan && a.kind != Kind::done) a = machine_->resume(happy(a));
+  ASSERT_EQ(a.kind, Kind::scan);
   ConsumerEvent cancelled;
   cancelled.cancelled = true;
   a = machine_->resume(cancelled);
@@ -686,7 +691,7 @@ TEST_F(TrustedConsumerTest, WithoutTrustedKeysNothingIsChecked) {
   auto run = drive(json::value(record()), params());
   EXPECT_EQ(machine_->outcome(), ConsumerOutcome::applied);
   EXPECT_FALSE(machine_->signature_verdict());
-  EXPECT_EQ(run.count(Kind::write_trust), 0);
+  for (const auto& doc : run.states()) EXPECT_FALSE(doc.contains("trust"));
 }
 
 }  // namespace

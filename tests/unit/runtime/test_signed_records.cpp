@@ -116,7 +116,7 @@ class SignedRecords : public ConsumerFixture, public ::testing::Test {
 TEST_F(SignedRecords, AGoodRecordIsVerifiedAppliedAndRemembered) {
   auto pub = apply_good("v1", 1000);
   EXPECT_EQ(read_file(appdata() / "state.txt"), "v1");
-  const auto trust = parse(state_dir() / "trust.json");
+  const auto trust = current_apply().at("trust");
   EXPECT_EQ(trust.at("keys").at(key.public_key().id()).at("sequence"), json::value(1000));
   EXPECT_EQ(trust.at("keys").at(key.public_key().id()).at("cid"), json::value(pub.cid));
   auto entries = received();
@@ -290,7 +290,7 @@ TEST_F(SignedRecords, ArchiveBytesSwappedInTheStore) {
 TEST_F(SignedRecords, ReplayRefusedAfterTheStateFileIsDeleted) {
   auto old = apply_good("v1", 1000);
   apply_good("v2", 2000);
-  fs::remove(state_dir() / "trust.json");
+  fs::remove(state_dir() / "current_apply.json");
   put_record(old.record);
   expect_refused(signature_errc::rollback);
 }
@@ -298,20 +298,31 @@ TEST_F(SignedRecords, ReplayRefusedAfterTheStateFileIsDeleted) {
 TEST_F(SignedRecords, ReplayRefusedAfterTheStateFileIsCorrupt) {
   auto old = apply_good("v1", 1000);
   apply_good("v2", 2000);
-  write_file(state_dir() / "trust.json", "{\"keys\": [not json");
+  write_file(state_dir() / "current_apply.json", "{\"state\": \"applied\", \"trust\": [not json");
+  put_record(old.record);
+  expect_refused(signature_errc::rollback);
+}
+
+TEST_F(SignedRecords, ReplayRefusedAfterTheAcceptedSequencesAreCorrupt) {
+  auto old = apply_good("v1", 1000);
+  apply_good("v2", 2000);
+  auto current = current_apply();
+  current["trust"] = json::object{{"keys", json::object{{key.public_key().id(), json::object{{"sequence", "many"}}}}}};
+  write_file(state_dir() / "current_apply.json", json::serialize(current));
   put_record(old.record);
   expect_refused(signature_errc::rollback);
 }
 
 TEST_F(SignedRecords, AcceptedButNotAppliedIsAppliedOnTheNextAttempt) {
-  // The sequence is recorded before the container stops; an attempt that ends there (a
-  // crash, or here a stop that is not confirmed) must not make its own record a replay.
+  // The sequence is accepted (durably, with the `preparing` state) before the container
+  // stops; an attempt that ends there (a crash, or here a stop that is not confirmed) must
+  // not make its own record a replay.
   apply_good("v1", 1000);
   make("v2", 2000, &key);
   container.stop_error = "daemon busy";
   auto failed = run_once();
   ASSERT_EQ(failed.outcome, ConsumerOutcome::stop_failed) << failed.error;
-  EXPECT_EQ(parse(state_dir() / "trust.json").at("keys").at(key.public_key().id()).at("sequence"), json::value(2000));
+  EXPECT_EQ(current_apply().at("trust").at("keys").at(key.public_key().id()).at("sequence"), json::value(2000));
   container.stop_error.reset();
   fs::remove_all(state_dir() / "quarantine");  // the backoff is over
   auto out = run_once();
@@ -343,7 +354,7 @@ TEST_F(SignedRecords, WarnPolicyAppliesAnUnsignedRecordAndReportsIt) {
   ASSERT_EQ(out.outcome, ConsumerOutcome::applied) << out.error;
   EXPECT_EQ(out.signature_error, signature_errc::unsigned_record);
   EXPECT_EQ(read_file(appdata() / "state.txt"), "unsigned but wanted");
-  EXPECT_FALSE(fs::exists(state_dir() / "trust.json")) << "nothing verified, nothing accepted";
+  EXPECT_FALSE(current_apply().contains("trust")) << "nothing verified, nothing accepted";
 }
 
 TEST_F(SignedRecords, RefusalsAreCountedInStatusAndMetricsByReason) {
