@@ -20,7 +20,6 @@ class category final : public boost::system::error_category {
       case signature_errc::missing_archive_hash: return "signed record without archive_sha256";
       case signature_errc::rollback: return "record sequence not newer than the last accepted";
       case signature_errc::equivocation: return "same sequence signed for another CID";
-      case signature_errc::trust_state: return "accepted sequence not recorded durably";
     }
     return "unknown signature error";
   }
@@ -45,7 +44,6 @@ std::string_view to_string(signature_errc e) noexcept {
     case signature_errc::missing_archive_hash: return "missing_archive_hash";
     case signature_errc::rollback: return "rollback";
     case signature_errc::equivocation: return "equivocation";
-    case signature_errc::trust_state: return "trust_state";
   }
   return "unknown";
 }

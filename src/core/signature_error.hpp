@@ -20,7 +20,6 @@ enum class signature_errc {
   missing_archive_hash,   // signed, but without "archive_sha256": the bytes would be unbound
   rollback,               // sequence not newer than the last applied from that key (rollback, replay)
   equivocation,           // same key, same sequence, another CID: an alert
-  trust_state,            // the accepted sequence could not be recorded durably
 };
 
 const boost::system::error_category& signature_category() noexcept;
@@ -30,7 +29,7 @@ inline boost::system::error_code make_error_code(signature_errc e) noexcept {
 }
 
 // "unsigned", "malformed", "algorithm", "unknown_key", "bad_signature", "wrong_sync_key",
-// "not_canonical", "missing_archive_hash", "rollback", "equivocation", "trust_state".
+// "not_canonical", "missing_archive_hash", "rollback", "equivocation".
 std::string_view to_string(signature_errc e) noexcept;
 
 }  // namespace carsync::core
