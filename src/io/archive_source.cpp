@@ -1,5 +1,7 @@
 #include "io/archive_source.hpp"
 
+#include "io/signal_blocker.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -146,6 +148,7 @@ ArchiveSource::ArchiveSource(unique_fd fd, std::string name, std::uint64_t size,
     b.resize(options_.buffer_bytes);
     free_.push_back(&b);
   }
+  const SignalBlocker no_signals;  // the reader inherits it: signals stay with the application
   reader_ = std::jthread([this](std::stop_token stop) { run(std::move(stop)); });
 }
 

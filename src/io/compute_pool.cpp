@@ -1,5 +1,7 @@
 #include "io/compute_pool.hpp"
 
+#include "io/signal_blocker.hpp"
+
 #include <sched.h>
 
 #include <algorithm>
@@ -21,6 +23,7 @@ unsigned usable_cpus() {
 ComputePool::ComputePool(unsigned threads) {
   if (threads == 0) threads = usable_cpus();
   threads_.reserve(threads);
+  const SignalBlocker no_signals;  // the workers inherit it: signals stay with the application
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
 }
 

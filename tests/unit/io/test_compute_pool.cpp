@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,6 +25,36 @@ TEST(ComputePool, SizeIsTheThreadCountAndZeroMeansEveryUsableCpu) {
   CPU_ZERO(&set);
   ASSERT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
   EXPECT_EQ(ComputePool(0).size(), static_cast<unsigned>(CPU_COUNT(&set)));
+}
+
+// A signal sent to the process must reach the application's loop thread, never an idle
+// worker (under ThreadSanitizer one delivered to a thread in a condition wait is held there
+// until the wait ends: carsyncd missed a SIGHUP that way).
+TEST(ComputePool, WorkersBlockEverySignalAndTheCreatorKeepsItsMask) {
+  sigset_t before;
+  ASSERT_EQ(::pthread_sigmask(SIG_SETMASK, nullptr, &before), 0);
+  ASSERT_FALSE(::sigismember(&before, SIGHUP));
+  ComputePool pool(2);
+  std::mutex mu;
+  std::condition_variable cv;
+  int checked = 0;
+  bool all_blocked = true;
+  for (int i = 0; i < 8; ++i)
+    pool.post([&] {
+      sigset_t mask;
+      ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+      std::lock_guard lk(mu);
+      for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1})
+        if (!::sigismember(&mask, sig)) all_blocked = false;
+      ++checked;
+      cv.notify_all();
+    });
+  std::unique_lock lk(mu);
+  ASSERT_TRUE(cv.wait_for(lk, 30s, [&] { return checked == 8; }));
+  EXPECT_TRUE(all_blocked);
+  sigset_t after;
+  ASSERT_EQ(::pthread_sigmask(SIG_SETMASK, nullptr, &after), 0);
+  EXPECT_FALSE(::sigismember(&after, SIGHUP)) << "the creating thread's mask was left changed";
 }
 
 TEST(ComputePool, RunsEveryJobOnItsOwnThreads) {
