@@ -44,7 +44,9 @@ std::optional<MultipartFile> find_file_part(std::string_view data, std::string_v
     if (data.substr(pos, 2) != "\r\n") return std::nullopt;
     auto headers_end = data.find("\r\n\r\n", pos);
     if (headers_end == std::string_view::npos) return std::nullopt;
-    std::string_view headers = data.substr(pos + 2, headers_end - pos - 2);
+    // "\r\n\r\n" right after the delimiter: an empty header block (not pos + 2 - 2 bytes back).
+    const std::string_view headers =
+        headers_end == pos ? std::string_view{} : data.substr(pos + 2, headers_end - pos - 2);
     auto content_start = headers_end + 4;
     auto content_end = data.find(next_delimiter, content_start);
     if (content_end == std::string_view::npos) return std::nullopt;

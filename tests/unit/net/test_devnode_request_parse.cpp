@@ -27,5 +27,17 @@ TEST(DevnodeRequestParse, FindsTheFilePartInAnyOrder) {
   EXPECT_FALSE(find_file_part(body.substr(0, body.size() - 12), "x; boundary=B"));  // cut short
 }
 
+// A part with an empty header block ("--B\r\n\r\n") has no disposition: its headers are not
+// the rest of the body (found by fuzz_devnode_request: the multipart stream and this reader
+// then named different parts the upload).
+TEST(DevnodeRequestParse, AnEmptyHeaderBlockIsNotTheRestOfTheBody) {
+  const std::string body =
+      "--B\r\n\r\nnot the file\r\n"
+      "--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nTHE FILE\r\n--B--\r\n";
+  auto part = find_file_part(body, "multipart/form-data; boundary=B");
+  ASSERT_TRUE(part);
+  EXPECT_EQ(part->content, "THE FILE");
+}
+
 }  // namespace
 }  // namespace carsync::net
