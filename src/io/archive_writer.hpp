@@ -4,6 +4,7 @@
 // compute pool's threads and the result is hashed on its way to the file. Members are
 // streamed: file content arrives in chunks, nothing is held whole.
 #include "carsync/config.hpp"
+#include "core/delta_index.hpp"
 #include "core/error.hpp"
 #include "io/sha256.hpp"
 #include "io/stream_compressor.hpp"
@@ -20,6 +21,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <vector>
 
 struct archive;
 
@@ -34,6 +36,9 @@ struct ArchiveOptions {
   std::atomic<std::uint64_t>* progress = nullptr;
   // Parallel compression on this pool; nullptr: on the caller's thread only.
   ComputePool* compute = nullptr;
+  // The delta format (io/chunked_compressor.hpp): independent frames cut at content-defined
+  // boundaries, listed in ArchiveSeal::frames.
+  bool chunked = false;
 };
 
 // What a finished archive is: its size and the SHA-256 of its bytes, hashed as they were
@@ -41,6 +46,9 @@ struct ArchiveOptions {
 struct ArchiveSeal {
   std::uint64_t size = 0;
   Sha256Digest sha256{};
+  // Chunked archives only: every frame in order, and the plain tar's size.
+  std::vector<core::FrameInfo> frames;
+  std::uint64_t plain_size = 0;
 };
 
 class ArchiveWriter {

@@ -1,0 +1,1 @@
+#include "core/cdc_chunker.hpp"

@@ -1,0 +1,1 @@
+#include "core/delta_error.hpp"

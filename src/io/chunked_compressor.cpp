@@ -1,0 +1,1 @@
+#include "io/chunked_compressor.hpp"

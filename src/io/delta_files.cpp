@@ -1,0 +1,1 @@
+#include "io/delta_files.hpp"
