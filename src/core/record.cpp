@@ -1,5 +1,6 @@
 #include "core/record.hpp"
 
+#include "core/hex.hpp"
 #include "core/json_text.hpp"
 
 namespace carsync::core {
@@ -22,23 +23,10 @@ const json::value& member_or_null(const json::object& o, std::string_view key) {
 
 constexpr std::string_view archive_sha256_key = "archive_sha256";
 
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;  // uppercase too: one spelling per digest
-}
-
 // 64 lowercase hex digits, decoded; else nullopt.
 std::optional<std::array<std::byte, 32>> parse_sha256_hex(const json::value& v) {
-  if (!v.is_string() || v.get_string().size() != 64) return std::nullopt;
-  const auto& text = v.get_string();
-  std::array<std::byte, 32> out{};
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    const int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out[i] = static_cast<std::byte>(hi * 16 + lo);
-  }
-  return out;
+  if (!v.is_string()) return std::nullopt;
+  return core::parse_sha256_hex(std::string_view(v.get_string()));
 }
 
 }  // namespace
@@ -75,6 +63,7 @@ boost::json::object build_record(const SyncRequest& req, const PublishedSnapshot
       {"manifest", build_manifest(req, snap)},
   };
   if (snap.archive_sha256) record[archive_sha256_key] = *snap.archive_sha256;
+  if (snap.delta) record["delta"] = *snap.delta;
   return record;
 }
 

@@ -34,6 +34,8 @@ struct PublishedSnapshot {
   // SHA-256 of the archive's bytes, 64 lowercase hex digits (hashed while it was built);
   // written as the record's "archive_sha256", an extra field the reference ignores.
   std::optional<std::string> archive_sha256;
+  // The record's "delta" field (core/delta_record.hpp), another extra field; nullopt: none.
+  std::optional<boost::json::object> delta;
 };
 
 boost::json::object build_manifest(const SyncRequest& req, const PublishedSnapshot& snap);
