@@ -32,6 +32,13 @@ struct SyncConfig {
   int compression_level = 6;           // gzip 1..9, zstd 1..19
   ApplySemantics apply_semantics = ApplySemantics::overlay;
   std::optional<double> initial_sync_timeout;  // seconds; 0 = forever; absent = no gate
+  // Delta transfer (README "Delta transfer"). A provider writes chunked archives and, for an
+  // archive of at least delta_min_bytes of tar, uploads an index and a pack per version and
+  // names the packs of the last delta_versions versions in the record; a consumer keeps its
+  // last applied archive as the base and fetches only the packs it lacks.
+  bool delta = true;
+  std::uint32_t delta_versions = 8;           // K: 1..64
+  std::uint64_t delta_min_bytes = 1u << 20;   // plain tar bytes
   // Non-fatal notes from parsing (unknown SYNC keys, fallbacks), logged at start-up and reload.
   std::vector<std::string> warnings;
   // What the file said, so a disabled instance can tell "no SYNC block" from "SYNC.ENABLED

@@ -206,6 +206,7 @@ ConsumerAction ConsumerLifecycle::resume(const ConsumerEvent& ev) {
 
   switch (*current_) {
     case Step::download:
+      transfer_ = ev.transfer;
       if (ev.error) fail(ConsumerOutcome::preflight_failed, ConsumerStage::r1fs_download, ev.error->message);
       break;
     case Step::scan:
@@ -339,6 +340,7 @@ json::object ConsumerLifecycle::history_entry() const {
   json::object e = last_apply();
   e["manifest"] = object_or_empty(record_, "manifest");
   put_extracted_paths(e, extracted_);
+  if (transfer_) e["transfer"] = *transfer_;
   // What rebuilds the accepted sequences should current_apply.json be lost
   // (trust_state_from_history).
   if (verdict_ && !verdict_->error) put_signature_fields(e, verdict_->sequence, verdict_->key_ids);

@@ -96,6 +96,9 @@ struct ConsumerEvent {
   bool cancelled = false;                      // the step was interrupted by cancellation
   bool rollback_incomplete = false;            // commit
   std::vector<std::string> extracted_paths;    // commit
+  // download: how the archive was fetched, for the received history entry:
+  // {"mode": "delta"|"full", "fetched_bytes": N, "archive_bytes": M} (README "Delta transfer").
+  std::optional<boost::json::object> transfer;
 };
 
 struct ConsumerParams {
@@ -197,6 +200,7 @@ class ConsumerLifecycle {
   bool committed_ = false;      // the commit step ran: cancellation no longer applies
   double applied_timestamp_ = 0;
   std::vector<std::string> extracted_;
+  std::optional<boost::json::object> transfer_;
   std::optional<ConsumerStage> failed_stage_;
   std::string error_text_;
 };

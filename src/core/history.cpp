@@ -120,11 +120,57 @@ std::vector<std::size_t> prunable(const std::vector<HistoryEntry>& sorted, std::
     const bool beyond_keep = sorted.size() - i > keep;
     if (beyond_keep) {
       const bool shadowed = cid.is_string() && newer.contains(std::string_view(cid.get_string()));
-      if (already_retired(e) || shadowed || !truthy(cid)) out.push_back(i);
+      if ((already_retired(e) || shadowed || !truthy(cid)) && !delta_pending(e)) out.push_back(i);
     }
     if (cid.is_string()) newer.insert(std::string_view(cid.get_string()));
   }
   std::reverse(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+
+const json::object* delta_of(const HistoryEntry& e) noexcept {
+  const json::value* d = e.body.if_contains("delta");
+  return d && d->is_object() ? &d->get_object() : nullptr;
+}
+
+// The CID of a delta object not yet deleted; empty when absent, malformed or deleted.
+std::string_view live_cid(const json::object& delta, std::string_view part) noexcept {
+  const json::value* o = delta.if_contains(part);
+  if (!o || !o->is_object()) return {};
+  const json::value* deleted = o->get_object().if_contains("deleted_at");
+  if (deleted && !deleted->is_null()) return {};
+  const json::value* cid = o->get_object().if_contains("cid");
+  return cid && cid->is_string() ? std::string_view(cid->get_string()) : std::string_view{};
+}
+
+}  // namespace
+
+bool delta_pending(const HistoryEntry& e) noexcept {
+  const json::object* d = delta_of(e);
+  return d && (!live_cid(*d, "index").empty() || !live_cid(*d, "pack").empty());
+}
+
+std::vector<DeltaRetirement> delta_retirement_targets(const std::vector<HistoryEntry>& sorted) {
+  std::vector<DeltaRetirement> out;
+  if (sorted.empty()) return out;
+  std::unordered_set<std::string_view> named;
+  if (const json::object* latest = delta_of(sorted.back())) {
+    if (auto cid = live_cid(*latest, "index"); !cid.empty()) named.insert(cid);
+    if (auto cid = live_cid(*latest, "pack"); !cid.empty()) named.insert(cid);
+    if (const json::value* packs = latest->if_contains("record_packs"); packs && packs->is_array())
+      for (const auto& p : packs->get_array())
+        if (p.is_string()) named.insert(std::string_view(p.get_string()));
+  }
+  for (std::size_t i = 0; i + 1 < sorted.size(); ++i) {
+    const json::object* d = delta_of(sorted[i]);
+    if (!d) continue;
+    for (std::string_view part : {std::string_view("index"), std::string_view("pack")}) {
+      const auto cid = live_cid(*d, part);
+      if (!cid.empty() && !named.contains(cid)) out.push_back({i, std::string(part), std::string(cid)});
+    }
+  }
   return out;
 }
 

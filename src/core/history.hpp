@@ -56,6 +56,20 @@ std::vector<std::size_t> retirement_targets(const std::vector<HistoryEntry>& sor
 // delete included: the next pass retries it) is kept, however old.
 std::vector<std::size_t> prunable(const std::vector<HistoryEntry>& sorted, std::size_t keep);
 
+// Delta transfer (core/delta_record.hpp): a sent entry's "delta" is
+//   {"serial": S, "index": OBJ, "pack": OBJ (absent: no pack), "record_packs": [CID, ...]}
+// where OBJ is {"cid","size","sha256"} plus, once retired, "deleted_at"; record_packs are the
+// pack CIDs the published record names. One index or pack to delete: every one that the
+// newest entry's record does not name (its index and record_packs), not yet deleted.
+struct DeltaRetirement {
+  std::size_t entry = 0;   // index into the sorted entries
+  std::string part;        // "index" or "pack"
+  std::string cid;
+};
+std::vector<DeltaRetirement> delta_retirement_targets(const std::vector<HistoryEntry>& sorted);
+// Whether an entry still names a delta object not yet deleted (it must not be pruned).
+bool delta_pending(const HistoryEntry& e) noexcept;
+
 // The all-null deletion sub-record, and the one written after a retirement attempt.
 boost::json::object null_deletion();
 boost::json::object deletion_result(std::optional<double> deleted_at, bool succeeded,

@@ -203,6 +203,8 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
         error_text_ = "r1fs.add_file returned no CID";
       } else {
         snapshot_.cid = ev.cid;
+        snapshot_.delta = ev.delta_record;
+        delta_history_ = ev.delta_history;
       }
       return act(State::removing_archive, Kind::remove_archive);
     }
@@ -251,6 +253,7 @@ ProviderAction ProviderLifecycle::resume(const ProviderEvent& ev) {
       entry["archive_size_bytes"] = snapshot_.archive_size_bytes;
       entry["chainstore_ack"] = true;
       entry["node_id"] = record_.at("node_id");
+      if (delta_history_) entry["delta"] = *delta_history_;
       if (sequence_ != 0) {
         std::vector<std::string> ids;
         for (const auto& k : params_.signing_keys) ids.push_back(k.public_key().id());

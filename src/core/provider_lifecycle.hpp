@@ -63,6 +63,10 @@ struct ProviderEvent {
   std::uint64_t archive_size = 0;  // build_archive
   std::optional<std::string> archive_sha256;  // build_archive: lowercase hex, for the record
   std::string cid;                 // upload
+  // upload, delta transfer (core/delta_record.hpp): the record's "delta" field and the sent
+  // history entry's (the index and pack of this version); unset: the record has no delta.
+  std::optional<boost::json::object> delta_record;
+  std::optional<boost::json::object> delta_history;
   bool ack = false;                // publish
 };
 
@@ -124,6 +128,7 @@ class ProviderLifecycle {
   std::optional<Error> build_error_;
   std::uint64_t archive_size_ = 0;
   PublishedSnapshot snapshot_;
+  std::optional<boost::json::object> delta_history_;
   boost::json::object record_;
   std::int64_t sequence_ = 0;
   bool history_ok_ = false;

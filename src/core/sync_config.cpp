@@ -99,7 +99,8 @@ std::string shown(const json::value& v) { return first_code_points(to_canonical_
 // Every key this parser reads; anything else in a SYNC block is reported and ignored.
 constexpr std::string_view known_sync_keys[] = {
     "ENABLED", "KEY", "TYPE", "POLL_INTERVAL", "HSYNC_POLL_INTERVAL", "ALLOW_ONLINE_PROVIDER_CAPTURE",
-    "CONSUMER_APPLY_MODE", "ARCHIVE_FORMAT", "COMPRESSION_LEVEL", "APPLY_SEMANTICS", "INITIAL_SYNC_TIMEOUT"};
+    "CONSUMER_APPLY_MODE", "ARCHIVE_FORMAT", "COMPRESSION_LEVEL", "APPLY_SEMANTICS", "INITIAL_SYNC_TIMEOUT",
+    "DELTA", "DELTA_VERSIONS", "DELTA_MIN_BYTES"};
 
 // "SYNC.<key>: unknown key ignored (did you mean <known>?)". disabled_reason() reads these
 // back to explain an absent ENABLED, so the pieces are named once, here.
@@ -164,6 +165,25 @@ std::optional<SyncProblem> parse_carsync_keys(const json::object& block, SyncCon
       return SyncProblem{"SYNC.INITIAL_SYNC_TIMEOUT must be a number of seconds >= 0, got " + shown(*v),
                          "SYNC.INITIAL_SYNC_TIMEOUT"};
     cfg.initial_sync_timeout = d;
+  }
+
+  if (const auto* v = given(block, "DELTA")) {
+    const auto flag = parse_flag(v);
+    if (!flag) return SyncProblem{"SYNC.DELTA must be true or false, got " + shown(*v), "SYNC.DELTA"};
+    cfg.delta = *flag;
+  }
+  if (const auto* v = given(block, "DELTA_VERSIONS")) {
+    const auto k = as_integer(*v);
+    if (!k || *k < 1 || *k > 64)
+      return SyncProblem{"SYNC.DELTA_VERSIONS must be an integer from 1 to 64, got " + shown(*v),
+                         "SYNC.DELTA_VERSIONS"};
+    cfg.delta_versions = static_cast<std::uint32_t>(*k);
+  }
+  if (const auto* v = given(block, "DELTA_MIN_BYTES")) {
+    const auto n = as_integer(*v);
+    if (!n || *n < 0)
+      return SyncProblem{"SYNC.DELTA_MIN_BYTES must be an integer >= 0, got " + shown(*v), "SYNC.DELTA_MIN_BYTES"};
+    cfg.delta_min_bytes = static_cast<std::uint64_t>(*n);
   }
   return std::nullopt;
 }

@@ -203,6 +203,8 @@ Result<CaptureStats> build_offline_archive(std::span<const core::ResolvedPath> s
     if (!size) return size.error();
     stats.archive_size = size->size;
     stats.archive_sha256 = size->sha256;
+    stats.frames = std::move(size->frames);
+    stats.plain_size = size->plain_size;
     return {};
   }();
 

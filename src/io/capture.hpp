@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <vector>
 
 namespace carsync::io {
 
@@ -22,6 +23,9 @@ struct CaptureStats {
   std::uint64_t files = 0;
   std::uint64_t directories = 0;
   std::uint64_t content_bytes = 0;
+  // Chunked archives (ArchiveOptions::chunked): every frame, and the plain tar's size.
+  std::vector<core::FrameInfo> frames;
+  std::uint64_t plain_size = 0;
 };
 
 // Builds `out` from the sources in order. On failure `out` is removed. `cancel` is polled

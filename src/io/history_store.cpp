@@ -118,6 +118,28 @@ Result<void> HistoryStore::record_deletion(core::HistoryDir dir, std::int64_t ve
   return write_json_at(dir_fd->get(), name, *body);
 }
 
+Result<void> HistoryStore::record_delta_deletion(core::HistoryDir dir, const std::string& file_name,
+                                                 std::string_view part, std::optional<double> deleted_at,
+                                                 std::optional<std::string> error) {
+  std::lock_guard lock(mu_);
+  auto dir_fd = open_root_dir(dir_path(dir));
+  if (!dir_fd) return dir_fd.error();
+  auto body = read_json_at(dir_fd->get(), file_name);
+  if (!body) return body.error();
+  auto* delta = body->is_object() ? body->as_object().if_contains("delta") : nullptr;
+  auto* object = delta && delta->is_object() ? delta->as_object().if_contains(part) : nullptr;
+  if (!object || !object->is_object())
+    return make_error(errc::invalid_record, "history entry " + file_name + " has no delta " + std::string(part));
+  auto& o = object->as_object();
+  if (deleted_at) {
+    o["deleted_at"] = *deleted_at;
+    o.erase("deletion_error");
+  } else {
+    o["deletion_error"] = error ? boost::json::value(*error) : boost::json::value(nullptr);
+  }
+  return write_json_at(dir_fd->get(), file_name, *body);
+}
+
 Result<std::size_t> HistoryStore::prune(core::HistoryDir dir, std::size_t keep) {
   std::lock_guard lock(mu_);
   const auto all = load_entries(dir_path(dir));

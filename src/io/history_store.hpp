@@ -32,6 +32,11 @@ class HistoryStore {
                                std::optional<double> deleted_at, bool succeeded,
                                std::optional<std::string> error);
 
+  // Delta transfer: records the deletion of the entry's delta `part` ("index" or "pack"):
+  // "deleted_at" on success, else "deletion_error" (the next pass retries it).
+  Result<void> record_delta_deletion(core::HistoryDir dir, const std::string& file_name, std::string_view part,
+                                     std::optional<double> deleted_at, std::optional<std::string> error);
+
   // Deletes the entries core::prunable picks beyond the newest `keep`; returns how many.
   Result<std::size_t> prune(core::HistoryDir dir, std::size_t keep);
 

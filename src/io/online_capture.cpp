@@ -223,6 +223,8 @@ Result<CaptureStats> build_online_archive(std::span<const OnlineSource> sources,
     if (!size) return size.error();
     stats.archive_size = size->size;
     stats.archive_sha256 = size->sha256;
+    stats.frames = std::move(size->frames);
+    stats.plain_size = size->plain_size;
     return {};
   }();
 

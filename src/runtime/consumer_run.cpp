@@ -7,6 +7,7 @@
 #include "core/quarantine.hpp"
 #include "core/record.hpp"
 #include "io/archive_scan.hpp"
+#include "runtime/delta_fetch.hpp"
 #include "io/atomic_json.hpp"
 #include "io/secure_fs.hpp"
 #include "io/staged_apply.hpp"
@@ -229,26 +230,46 @@ class ConsumerDriver {
         if (const auto* size = m.record().as_object().at("manifest").as_object().if_contains("archive_size_bytes"))
           expected = as_count(*size);
         if (ctx_.status) ctx_.status->reset_progress(expected);
-        // The copy may be unverified (the embedded store's hard link): the scan checks it
-        // against expected_sha256_ while it streams, instead of a separate pass here.
-        auto r = co_await with_deadline(ctx_.cas.fetch_file(a.cid), step_deadline(), "r1fs download");
-        if (!r) ev.error = r.error();
-        else if (r->path.empty()) ev.error = make_error(errc::store_failure, "r1fs.get_file returned no path");
-        else if (auto expected_digest = expected_digest_of(m, r->sha256); !expected_digest) {
-          ev.error = expected_digest.error();
-          std::error_code ec;
-          fs::remove(r->path, ec);  // refused: the node's copy goes, as cleanup would take it
-        } else {
-          download_ = r->path;
-          expected_sha256_ = *expected_digest;
+        Transfer transfer;
+        transfer.archive_bytes = expected;
+        co_await try_delta(m, transfer);
+        if (transfer.mode == core::FetchMode::delta) {
           if (ctx_.status) ctx_.status->progress_done() = expected;
-          if (ctx_.metrics) {
+          spdlog::info("[{}] consumer: reassembled cid={} from its base and {} fetched bytes ({} of the archive's {}) "
+                       "in {:.3f} s",
+                       id, a.cid, transfer.fetched_bytes,
+                       fmt::format("{:.1f} %", expected ? 100.0 * static_cast<double>(transfer.fetched_bytes) /
+                                                              static_cast<double>(expected)
+                                                        : 0.0),
+                       expected, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        } else {
+          // The copy may be unverified (the embedded store's hard link): the scan checks it
+          // against expected_sha256_ while it streams, instead of a separate pass here.
+          auto r = co_await with_deadline(ctx_.cas.fetch_file(a.cid), step_deadline(), "r1fs download");
+          if (!r) ev.error = r.error();
+          else if (r->path.empty()) ev.error = make_error(errc::store_failure, "r1fs.get_file returned no path");
+          else if (auto expected_digest = expected_digest_of(m, r->sha256); !expected_digest) {
+            ev.error = expected_digest.error();
+            std::error_code ec;
+            fs::remove(r->path, ec);  // refused: the node's copy goes, as cleanup would take it
+          } else {
+            download_ = r->path;
+            expected_sha256_ = *expected_digest;
+            if (ctx_.status) ctx_.status->progress_done() = expected;
             std::error_code ec;
             const auto size = fs::file_size(download_, ec);
-            ctx_.metrics->downloaded(id, ec ? expected : size);
+            transfer.fetched_bytes += ec ? expected : size;
+            spdlog::info("[{}] consumer: downloaded cid={} in {:.3f} s", id, a.cid,
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
           }
-          spdlog::info("[{}] consumer: downloaded cid={} in {:.3f} s", id, a.cid,
-                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        }
+        if (!ev.error) {
+          ev.transfer = transfer.to_json();
+          if (ctx_.metrics) {
+            ctx_.metrics->downloaded(id, transfer.fetched_bytes);
+            ctx_.metrics->fetched(id, transfer.mode == core::FetchMode::delta ? "delta" : "full",
+                                  transfer.fetched_bytes, transfer.archive_bytes, transfer.fallback);
+          }
         }
         break;
       }
@@ -289,6 +310,7 @@ class ConsumerDriver {
         }
         applied_bytes_ = plan_->total_bytes;
         if (ctx_.metrics) ctx_.metrics->applied_bytes(id, applied_bytes_);
+        co_await install_base();
         spdlog::info("[{}] consumer: applied cid={}: {} paths ({} bytes), durable in {:.3f} s", id, opts.cid,
                      outcome.extracted_paths.size(), plan_->total_bytes, outcome.durable_seconds);
         break;
@@ -320,6 +342,7 @@ class ConsumerDriver {
         co_await ctx_.io_pool.run([&] {
           std::error_code ec;
           if (!staging_.empty()) fs::remove_all(staging_, ec);
+          if (!assembled_.empty()) fs::remove(assembled_, ec);
         });
         break;
       }
@@ -330,6 +353,117 @@ class ConsumerDriver {
         break;
     }
     co_return ev;
+  }
+
+  // Delta transfer: fetch the record's index, plan against the base, fetch the packs and
+  // reassemble the archive (verified against the record's digest). On success download_ is
+  // the reassembled archive; on any failure `t` says why and the caller fetches the archive.
+  // Nothing here touches a volume.
+  boost::asio::awaitable<void> try_delta(const core::ConsumerLifecycle& m, Transfer& t) {
+    const auto& id = ctx_.config.id;
+    if (!ctx_.config.sync.delta) {
+      co_await ctx_.io_pool.run([&] { consumer_base(ctx_).clear(); });
+      co_return;
+    }
+    auto field = core::record_delta(m.record());
+    if (!field) {
+      t.fallback = fallback_label(field.error());
+      spdlog::warn("[{}] consumer: fetching the full archive: {}", id, field.error().message);
+      co_return;
+    }
+    if (!*field) co_return;  // a record without a delta: the ordinary download
+    const auto digest = core::record_archive_sha256(m.record());
+    if (!digest) {
+      t.fallback = "no_archive_sha256";
+      spdlog::warn("[{}] consumer: fetching the full archive: the record has a delta but no archive_sha256", id);
+      co_return;
+    }
+    const core::RecordDelta& delta = **field;
+    co_await ctx_.io_pool.run([&] { remove_stale_incoming(ctx_); });
+    auto index = co_await with_deadline(ctx_.cas.fetch_file(delta.index.cid), step_deadline(),
+                                        "r1fs download (delta index)");
+    if (!index) {
+      t.fallback = "index_unavailable";
+      spdlog::warn("[{}] consumer: fetching the full archive: delta index cid={}: {}", id, delta.index.cid,
+                   index.error().message);
+      co_return;
+    }
+    t.fetched_bytes += delta.index.size;
+    const fs::path index_file = index->path;
+    const std::uint64_t archive_size = t.archive_bytes;
+    auto planned = co_await ctx_.io_pool.run([&] {
+      auto r = plan_delta(ctx_, delta, index_file, *digest, archive_size);
+      std::error_code ec;
+      fs::remove(index_file, ec);  // parsed: the node's copy is not needed any more
+      return r;
+    });
+    if (!planned) {
+      t.fallback = fallback_label(planned.error());
+      spdlog::warn("[{}] consumer: fetching the full archive: {}", id, planned.error().message);
+      co_return;
+    }
+    next_index_ = planned->index;  // the base after this apply, however the archive is fetched
+    if (planned->plan.mode == core::FetchMode::full) {
+      t.fallback = std::string(core::to_string(planned->plan.reason));
+      spdlog::info("[{}] consumer: fetching the full archive ({})", id, t.fallback);
+      co_return;
+    }
+    io::AssembleInput in;
+    std::optional<std::string> failed;
+    for (const auto& p : planned->plan.packs) {
+      auto f = co_await with_deadline(ctx_.cas.fetch_file(p.cid), step_deadline(), "r1fs download (delta pack)");
+      if (!f) {
+        failed = "delta pack " + std::to_string(p.serial) + " cid=" + p.cid + ": " + f.error().message;
+        t.fallback = "pack_unavailable";
+        break;
+      }
+      in.packs[p.serial] = f->path;
+      t.fetched_bytes += p.size;
+    }
+    const fs::path out = incoming_archive_path(ctx_);
+    Result<io::FileSeal> built = make_error(errc::io_failure, failed.value_or(""));
+    if (!failed) {
+      in.base_archive = planned->base ? &planned->base->archive : nullptr;
+      in.next = &planned->index;
+      in.plan = &planned->plan;
+      in.expected = *digest;
+      built = co_await ctx_.cpu_pool.run_cancellable(ctx_.limits.step_timeout, [&](const std::atomic<bool>& cancel) {
+        in.cancel = &cancel;
+        return io::reassemble(in, out);
+      });
+      if (!built) {
+        t.fallback = fallback_label(built.error());
+        failed = built.error().message;
+      }
+    }
+    co_await ctx_.io_pool.run([&] {
+      std::error_code ec;
+      for (const auto& kv : in.packs) fs::remove(kv.second, ec);
+    });
+    if (failed) {
+      spdlog::warn("[{}] consumer: fetching the full archive: {}", id, *failed);
+      co_return;
+    }
+    t.mode = core::FetchMode::delta;
+    t.fallback.clear();
+    download_ = assembled_ = out;
+    expected_sha256_.reset();  // reassemble verified it against the record's digest
+  }
+
+  static std::string fallback_label(const Error& e) {
+    if (e.code.category() == core::delta_category())
+      return std::string(core::to_string(static_cast<core::delta_errc>(e.code.value())));
+    if (e.code == make_error_code(errc::cancelled)) return "cancelled";
+    return "error";
+  }
+
+  // After a commit: the applied archive (verified) and its index become the base.
+  boost::asio::awaitable<void> install_base() {
+    if (!next_index_ || !ctx_.config.sync.delta) co_return;
+    const auto bytes = core::encode_index(*next_index_);
+    auto r = co_await ctx_.io_pool.run([&] { return consumer_base(ctx_).install(download_, bytes); });
+    if (!r) spdlog::warn("[{}] consumer: cannot keep the applied archive as the delta base: {}", ctx_.config.id,
+                         r.error().message);
   }
 
   // What the downloaded archive must hash to: the store's digest (what its CID names) and
@@ -486,6 +620,8 @@ class ConsumerDriver {
   std::string quarantine_name_;
   fs::path download_;
   std::optional<io::Sha256Digest> expected_sha256_;  // of download_, checked by the scan
+  fs::path assembled_;                      // download_ when reassembled (ours to remove)
+  std::optional<core::DeltaIndex> next_index_;  // the record's delta index: the next base's
   fs::path staging_;
   std::optional<io::ApplyPlan> plan_;
   std::chrono::steady_clock::time_point started_{}, stop_began_{};

@@ -23,6 +23,9 @@ constexpr std::string_view archived_bytes = "carsync_archived_bytes_total";
 constexpr std::string_view uploaded_bytes = "carsync_uploaded_bytes_total";
 constexpr std::string_view downloaded_bytes = "carsync_downloaded_bytes_total";
 constexpr std::string_view applied_bytes_total = "carsync_applied_bytes_total";
+constexpr std::string_view fetched_bytes = "carsync_fetched_bytes_total";
+constexpr std::string_view delta_saved = "carsync_delta_saved_bytes_total";
+constexpr std::string_view delta_fallbacks = "carsync_delta_fallbacks_total";
 constexpr std::string_view instances = "carsync_instances";
 constexpr std::string_view quarantined = "carsync_instances_quarantined";
 constexpr std::string_view halted = "carsync_instances_halted";
@@ -57,6 +60,12 @@ NodeMetrics::NodeMetrics() {
   r.declare(std::string(uploaded_bytes), Type::counter, "Bytes of archives a provider uploaded to the content store.");
   r.declare(std::string(downloaded_bytes), Type::counter, "Bytes of archives a consumer downloaded.");
   r.declare(std::string(applied_bytes_total), Type::counter, "Bytes of file content a consumer applied to its volumes.");
+  r.declare(std::string(fetched_bytes), Type::counter,
+            "Bytes a consumer fetched for snapshots, by transfer mode (delta: index and packs; full: the archive).");
+  r.declare(std::string(delta_saved), Type::counter,
+            "Archive bytes a consumer did not fetch because it reassembled the archive from its base and packs.");
+  r.declare(std::string(delta_fallbacks), Type::counter,
+            "Records with a delta that a consumer fetched in full, by reason.");
   r.declare(std::string(instances), Type::gauge, "Instances by the phase they are in.");
   r.declare(std::string(quarantined), Type::gauge, "Consumers whose current record is quarantined (backing off).");
   r.declare(std::string(halted), Type::gauge, "Consumers halted after an uncertain apply, waiting for unhalt.");
@@ -71,7 +80,7 @@ void NodeMetrics::add_instance(std::string_view id, Role role) {
     for (auto name : {claims, publishes, reaction, publish_duration, archived_bytes, uploaded_bytes})
       registry_.touch(name, l);
   } else if (role == Role::consumer) {
-    for (auto name : {applies, apply_duration, downloaded_bytes, applied_bytes_total}) registry_.touch(name, l);
+    for (auto name : {applies, apply_duration, downloaded_bytes, applied_bytes_total, delta_saved}) registry_.touch(name, l);
   }
 }
 
@@ -108,6 +117,16 @@ void NodeMetrics::applied_bytes(std::string_view id, std::uint64_t bytes) {
 void NodeMetrics::applied(std::string_view id, double fetch_to_applied_s) {
   registry_.inc(applies, of(id));
   registry_.observe(apply_duration, of(id), fetch_to_applied_s);
+}
+
+void NodeMetrics::fetched(std::string_view id, std::string_view mode, std::uint64_t fetched, std::uint64_t archive_bytes,
+                          std::string_view fallback) {
+  registry_.inc(fetched_bytes, Labels{{"instance", std::string(id)}, {"mode", std::string(mode)}},
+                static_cast<double>(fetched));
+  if (mode == "delta" && archive_bytes > fetched)
+    registry_.inc(delta_saved, of(id), static_cast<double>(archive_bytes - fetched));
+  if (!fallback.empty())
+    registry_.inc(delta_fallbacks, Labels{{"instance", std::string(id)}, {"reason", std::string(fallback)}});
 }
 
 void NodeMetrics::failed(std::string_view id, Stage stage) {

@@ -35,6 +35,12 @@ class NodeMetrics {
   void downloaded(std::string_view id, std::uint64_t bytes);
   void applied_bytes(std::string_view id, std::uint64_t bytes);
   void applied(std::string_view id, double fetch_to_applied_s);
+  // A snapshot fetched (README "Delta transfer"): `mode` "delta" (index and packs) or "full"
+  // (the archive, and the index when the record has one); `archive_bytes`: the archive's
+  // size, so a delta counts what it saved. `fallback`: why a record with a delta was fetched
+  // in full (core::to_string(FullReason) or delta_errc), empty when it was not.
+  void fetched(std::string_view id, std::string_view mode, std::uint64_t fetched_bytes, std::uint64_t archive_bytes,
+               std::string_view fallback);
 
   // A request or apply that failed (not a cancellation), by the stage it failed at.
   void failed(std::string_view id, Stage stage);

@@ -9,6 +9,7 @@
 #include "runtime/cancellation.hpp"
 #include "runtime/crash_point.hpp"
 #include "runtime/deadline.hpp"
+#include "runtime/delta_publish.hpp"
 #include "runtime/node_metrics.hpp"
 #include "runtime/retire.hpp"
 
@@ -179,6 +180,8 @@ class ProviderDriver {
         if (r) {
           ev.archive_size = archive_size_ = r->size;
           archive_sha256_ = r->sha256;
+          frames_ = std::move(r->frames);
+          plain_size_ = r->plain_size;
           ev.archive_sha256 = io::to_hex(r->sha256);
           if (ctx_.metrics) ctx_.metrics->archived(ctx_.config.id, r->size);
         } else {
@@ -195,6 +198,8 @@ class ProviderDriver {
       }
       case Kind::upload: {
         if (ctx_.status) ctx_.status->reset_progress(archive_size_);
+        // The delta's pack is cut from the archive before the store takes the archive.
+        co_await prepare_delta_files();
         if (ctx_.cas.identifies_content()) {
           // A kill inside the upload leaves a blob whose CID carsync never learnt; this record
           // lets start-up find it (adopt_upload_in_flight): by the CID the store will give,
@@ -203,6 +208,7 @@ class ProviderDriver {
           json::object pending{{"archive", archive_.filename().string()},
                                {"version", static_cast<std::int64_t>(ctx_.clock.now())}};
           if (auto cid = ctx_.cas.cid_for(archive_sha256_)) pending["cid"] = *cid;
+          put_delta_in_flight(pending);
           auto w = co_await ctx_.io_pool.run([&] { return io::write_json_file(upload_in_flight_path(ctx_), pending); });
           if (!w) spdlog::warn("[{}] provider: cannot record the upload in flight: {}", ctx_.config.id, w.error().message);
         }
@@ -213,15 +219,18 @@ class ProviderDriver {
         if (r) {
           ev.cid = *r;
           if (ctx_.metrics) ctx_.metrics->uploaded(ctx_.config.id, archive_size_);
+          co_await upload_delta(ev);
           // Until the sent history names it, only this record does: a kill now would
           // otherwise leave the blob referenced by nothing, never retired.
-          const json::value record = json::object{{"cid", *r}, {"version", static_cast<std::int64_t>(ctx_.clock.now())}};
+          json::object record{{"cid", *r}, {"version", static_cast<std::int64_t>(ctx_.clock.now())}};
+          put_delta_in_flight(record);
           auto w = co_await ctx_.io_pool.run([&] { return io::write_json_file(upload_in_flight_path(ctx_), record); });
           if (!w) spdlog::warn("[{}] provider: cannot record upload cid={} in flight: {}", ctx_.config.id, *r,
                                w.error().message);
         } else {
           fail_with(r.error());
         }
+        if (prepared_) co_await ctx_.io_pool.run([&] { remove_prepared(*prepared_); });
         break;
       }
       case Kind::remove_archive: {
@@ -244,6 +253,13 @@ class ProviderDriver {
         auto r = co_await with_deadline(ctx_.cas.delete_file(a.cid, true, false), store_deadline(),
                                         "r1fs delete_file");
         log_ignored(ctx_, a.kind, r);
+        // The index and pack uploaded with it: nobody references them either.
+        for (const auto& cid : uploaded_delta_) {
+          auto d = co_await with_deadline(ctx_.cas.delete_file(cid, true, false), store_deadline(),
+                                          "r1fs delete_file");
+          log_ignored(ctx_, a.kind, d);
+          if (!d) r = d;
+        }
         if (r) co_await ctx_.io_pool.run([&] { ::unlink(upload_in_flight_path(ctx_).c_str()); });
         break;
       }
@@ -285,6 +301,10 @@ class ProviderDriver {
       }
       case Kind::retire_previous:
         co_await retire_previous(ctx_, core::HistoryDir::sent, true, false);
+        if (prepared_ && !uploaded_delta_.empty()) {
+          const auto serial = prepared_->serial;
+          co_await ctx_.io_pool.run([&] { prune_provider_indexes(ctx_, serial); });
+        }
         break;
       case Kind::done:
         break;
@@ -299,7 +319,8 @@ class ProviderDriver {
     io::ArchiveOptions opts{.format = ctx_.config.sync.archive_format,
                             .level = ctx_.config.sync.compression_level,
                             .progress = ctx_.status ? &ctx_.status->progress_done() : nullptr,
-                            .compute = ctx_.compute};
+                            .compute = ctx_.compute,
+                            .chunked = ctx_.config.sync.delta};
     if (req.runtime.online()) {
       // Re-checked at archive time: the opt-in may have been withdrawn since the claim.
       if (!ctx_.config.sync.allow_online_capture)
@@ -319,7 +340,7 @@ class ProviderDriver {
     spdlog::info("[{}] provider: archive sealed: {} files, {} dirs, {} bytes -> {} bytes ({})",
                  ctx_.config.id, stats->files, stats->directories, stats->content_bytes,
                  stats->archive_size, to_string(ctx_.engine));
-    co_return io::ArchiveSeal{stats->archive_size, stats->archive_sha256};
+    co_return io::ArchiveSeal{stats->archive_size, stats->archive_sha256, std::move(stats->frames), stats->plain_size};
   }
 
   // §7.3 online entries: each path's container archive is exported to a scratch file, then
@@ -360,7 +381,7 @@ class ProviderDriver {
     if (!stats) co_return stats.error();
     spdlog::info("[{}] provider: online archive sealed: {} files, {} dirs, {} bytes -> {} bytes",
                  ctx_.config.id, stats->files, stats->directories, stats->content_bytes, stats->archive_size);
-    co_return io::ArchiveSeal{stats->archive_size, stats->archive_sha256};
+    co_return io::ArchiveSeal{stats->archive_size, stats->archive_sha256, std::move(stats->frames), stats->plain_size};
   }
 
   void set_phase(Phase phase) {
@@ -414,10 +435,82 @@ class ProviderDriver {
     });
   }
 
+  // Delta transfer: the index and pack of this version, written before the upload. Failing
+  // here costs the consumers a full download, never the publish.
+  boost::asio::awaitable<void> prepare_delta_files() {
+    if (frames_.empty()) co_return;
+    SealedArchive sealed{.file = archive_, .size = archive_size_, .sha256 = archive_sha256_, .plain_size = plain_size_,
+                         .frames = std::move(frames_)};
+    auto r = co_await ctx_.io_pool.run([&] { return prepare_delta(ctx_, sealed); });
+    if (!r) {
+      spdlog::warn("[{}] provider: no delta for this version: {}", ctx_.config.id, r.error().message);
+      co_return;
+    }
+    prepared_ = std::move(*r);
+  }
+
+  // The pack, then the index; the index names the pack, so a version never names a pack
+  // that is not stored.
+  boost::asio::awaitable<void> upload_delta(core::ProviderEvent& ev) {
+    if (!prepared_) co_return;
+    std::optional<std::string> pack_cid;
+    std::optional<Error> failed;
+    if (prepared_->pack_file) {
+      auto p = co_await with_deadline(ctx_.cas.add_owned_file(*prepared_->pack_file, prepared_->pack.sha256),
+                                      step_deadline(), "r1fs upload (delta pack)");
+      if (p) {
+        pack_cid = *p;
+        uploaded_delta_.push_back(*p);
+      } else {
+        failed = p.error();
+      }
+    }
+    if (!failed) {
+      auto i = co_await with_deadline(ctx_.cas.add_owned_file(prepared_->index_file, prepared_->index.sha256),
+                                      step_deadline(), "r1fs upload (delta index)");
+      if (i) {
+        uploaded_delta_.push_back(*i);
+        auto fields = delta_fields(*prepared_, *i, pack_cid);
+        ev.delta_record = std::move(fields.record);
+        ev.delta_history = std::move(fields.history);
+        if (ctx_.metrics) ctx_.metrics->uploaded(ctx_.config.id, prepared_->index.size + (pack_cid ? prepared_->pack.size : 0));
+        spdlog::info("[{}] provider: delta {}: index {} bytes, {} new frames{}", ctx_.config.id, prepared_->serial,
+                     prepared_->index.size, prepared_->new_frames,
+                     pack_cid ? fmt::format(", pack {} bytes", prepared_->pack.size) : std::string(" (no pack)"));
+        co_return;
+      }
+      failed = i.error();
+    }
+    // Published without a delta: what was uploaded goes at once.
+    spdlog::warn("[{}] provider: delta upload failed, publishing without it: {}", ctx_.config.id, failed->message);
+    for (const auto& cid : uploaded_delta_) {
+      auto d = co_await with_deadline(ctx_.cas.delete_file(cid, true, false), store_deadline(), "r1fs delete_file");
+      if (!d) spdlog::warn("[{}] provider: delete of delta cid={} failed: {}", ctx_.config.id, cid, d.error().message);
+    }
+    uploaded_delta_.clear();
+  }
+
+  // In upload_in_flight.json: the CIDs the store will give the delta files (a store that
+  // names blobs by content), so that a kill between the uploads leaves nothing unnamed.
+  void put_delta_in_flight(json::object& record) const {
+    if (!prepared_) return;
+    json::array cids;
+    if (auto c = ctx_.cas.cid_for(prepared_->index.sha256)) cids.emplace_back(*c);
+    if (prepared_->pack_file)
+      if (auto c = ctx_.cas.cid_for(prepared_->pack.sha256)) cids.emplace_back(*c);
+    for (const auto& c : uploaded_delta_)
+      if (std::find(cids.begin(), cids.end(), json::value(c)) == cids.end()) cids.emplace_back(c);
+    if (!cids.empty()) record["delta_cids"] = std::move(cids);
+  }
+
   InstanceContext& ctx_;
   bool cancelled_ = false;
   std::uint64_t archive_size_ = 0;
   io::Sha256Digest archive_sha256_{};
+  std::vector<core::FrameInfo> frames_;
+  std::uint64_t plain_size_ = 0;
+  std::optional<PreparedDelta> prepared_;
+  std::vector<std::string> uploaded_delta_;
   std::filesystem::path archive_;
   std::chrono::steady_clock::time_point started_{}, stop_began_{};
 };
@@ -468,15 +561,35 @@ Result<bool> adopt_upload_in_flight(InstanceContext& ctx) {
     }
   }
   bool adopted = false;
-  if (cid && cid->is_string() && !cid->as_string().empty()) {
+  const auto sent = ctx.history.entries(core::HistoryDir::sent);
+  // The delta files uploaded with it (or about to be) that the store holds and no entry names.
+  json::object delta;
+  if (const auto* cids = record ? record->if_contains("delta_cids") : nullptr; cids && cids->is_array()) {
+    const char* parts[] = {"index", "pack"};
+    std::size_t n = 0;
+    for (const auto& c : cids->as_array()) {
+      if (!c.is_string() || n == 2 || !ctx.cas.holds(std::string(c.as_string()))) continue;
+      bool named = false;
+      for (const auto& e : sent)
+        if (const auto* d = e.body.if_contains("delta"); d && d->is_object())
+          for (const char* part : parts)
+            if (const auto* o = d->as_object().if_contains(part); o && o->is_object() && o->as_object().if_contains("cid") &&
+                                                                    o->as_object().at("cid") == c)
+              named = true;
+      if (!named) delta[parts[n++]] = json::object{{"cid", c}};
+    }
+  }
+  if ((cid && cid->is_string() && !cid->as_string().empty()) || !delta.empty()) {
     bool known = false;
-    for (const auto& e : ctx.history.entries(core::HistoryDir::sent))
-      if (const auto* c = e.body.if_contains("cid"); c && *c == *cid) known = true;
-    if (!known) {
+    for (const auto& e : sent)
+      if (const auto* c = e.body.if_contains("cid"); c && cid && *c == *cid) known = true;
+    if (!known || !delta.empty()) {
       // A history entry makes the next publish's retirement pass delete it (or keeps it,
       // should the record be what consumers now read and no publish follow).
-      json::object entry{{"cid", *cid}};
+      json::object entry;
+      if (!known && cid && cid->is_string() && !cid->as_string().empty()) entry["cid"] = *cid;
       if (const auto* v = record->if_contains("version")) entry["version"] = *v;
+      if (!delta.empty()) entry["delta"] = std::move(delta);
       entry["recovered_upload"] = true;
       auto r = ctx.history.append(core::HistoryDir::sent, std::move(entry), ctx.clock.now_ns());
       if (!r) return r.error();

@@ -52,11 +52,38 @@ boost::asio::awaitable<void> retire_all(InstanceContext& ctx, core::HistoryDir d
   }
 }
 
+// Delta transfer: the indexes and packs no longer named by the newest record
+// (core::delta_retirement_targets), deleted with the role's flags.
+boost::asio::awaitable<void> retire_delta(InstanceContext& ctx, core::HistoryDir dir, bool unpin_remote,
+                                          bool cleanup_local_files) {
+  auto entries = co_await ctx.io_pool.run([&] { return ctx.history.entries(dir); });
+  const auto targets = core::delta_retirement_targets(entries);
+  for (const auto& t : targets) {
+    auto deleted = co_await with_deadline(ctx.cas.delete_file(t.cid, unpin_remote, cleanup_local_files),
+                                          ctx.limits.store_timeout, "r1fs delete_file");
+    std::optional<double> at;
+    std::optional<std::string> error;
+    if (deleted) {
+      at = ctx.clock.now();
+      spdlog::info("[{}] retired delta {} cid={} ({})", ctx.config.id, t.part, t.cid, core::to_string(dir));
+    } else {
+      error = deleted.error().message;
+      spdlog::warn("[{}] retirement of delta {} cid={} failed: {}", ctx.config.id, t.part, t.cid, *error);
+    }
+    const auto& name = entries[t.entry].file_name;
+    auto rec = co_await ctx.io_pool.run(
+        [&] { return ctx.history.record_delta_deletion(dir, name, t.part, at, error); });
+    if (!rec) spdlog::warn("[{}] could not record retirement of delta {} cid={}: {}", ctx.config.id, t.part, t.cid,
+                           rec.error().message);
+  }
+}
+
 }  // namespace
 
 boost::asio::awaitable<void> retire_previous(InstanceContext& ctx, core::HistoryDir dir,
                                              bool unpin_remote, bool cleanup_local_files) {
   co_await retire_all(ctx, dir, unpin_remote, cleanup_local_files);
+  co_await retire_delta(ctx, dir, unpin_remote, cleanup_local_files);
   co_await prune_history(ctx, dir);
 }
 

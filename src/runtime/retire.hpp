@@ -9,8 +9,9 @@ namespace carsync::runtime {
 
 // Deletes every un-retired earlier CID but the current one (core::retirement_targets, newest
 // first: one that a crash or a failed delete left behind goes with the next pass) with the
-// role's flags and records each outcome in its history file. Never fails the operation that
-// called it. Then prunes the directory (prune_history).
+// role's flags and records each outcome in its history file; likewise the delta indexes and
+// packs the newest record no longer names (core::delta_retirement_targets). Never fails the
+// operation that called it. Then prunes the directory (prune_history).
 boost::asio::awaitable<void> retire_previous(InstanceContext& ctx, core::HistoryDir dir,
                                              bool unpin_remote, bool cleanup_local_files);
 

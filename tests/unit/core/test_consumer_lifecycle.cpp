@@ -696,3 +696,21 @@ TEST_F(TrustedConsumerTest, WithoutTrustedKeysNothingIsChecked) {
 
 }  // namespace
 }  // namespace carsync::core
+
+namespace carsync::core {
+namespace {
+
+TEST_F(ConsumerLifecycleTest, TheDownloadsTransferGoesIntoTheReceivedEntry) {
+  const json::object transfer{{"mode", "delta"}, {"fetched_bytes", 1200}, {"archive_bytes", 90000}};
+  Trace run = drive(json::value(record()), params(), [&](const ConsumerAction& a) {
+    ConsumerEvent ev = happy(a);
+    if (a.kind == Kind::download) ev.transfer = transfer;
+    return ev;
+  });
+  EXPECT_EQ(run.first(Kind::append_history).document.at("transfer"), transfer);
+  // last_apply.json stays the reference's shape.
+  EXPECT_FALSE(run.first(Kind::write_last_apply).document.contains("transfer"));
+}
+
+}  // namespace
+}  // namespace carsync::core

@@ -175,3 +175,71 @@ TEST(HistoryPrune, RetirementTargetSurvivesPruning) {
 
 }  // namespace
 }  // namespace carsync::core
+
+namespace carsync::core {
+namespace {
+
+// A sent entry of delta serial `serial` with its index and pack, and the packs its record names.
+HistoryEntry delta_entry(std::int64_t version, std::int64_t seq, std::uint64_t serial,
+                         std::vector<std::string> record_packs, bool with_pack = true) {
+  auto e = entry("QmArchive" + std::to_string(serial), version, std::nullopt, seq);
+  json::object d{{"serial", serial},
+                 {"index", json::object{{"cid", "QmIndex" + std::to_string(serial)}, {"size", 1}}}};
+  if (with_pack) d["pack"] = json::object{{"cid", "QmPack" + std::to_string(serial)}, {"size", 1}};
+  json::array named;
+  for (auto& p : record_packs) named.emplace_back(p);
+  d["record_packs"] = std::move(named);
+  e.body["delta"] = std::move(d);
+  return e;
+}
+
+std::vector<std::string> targets_of(const std::vector<HistoryEntry>& sorted) {
+  std::vector<std::string> out;
+  for (const auto& t : delta_retirement_targets(sorted)) out.push_back(t.part + ":" + t.cid);
+  return out;
+}
+
+TEST(HistoryDelta, TheNewestRecordsIndexAndPacksAreKeptEveryOtherGoes) {
+  const std::vector<HistoryEntry> h{
+      delta_entry(1, 1, 1, {"QmPack1"}),
+      delta_entry(2, 2, 2, {"QmPack1", "QmPack2"}),
+      delta_entry(3, 3, 3, {"QmPack2", "QmPack3"}),  // K = 2: pack 1 left the window
+  };
+  EXPECT_EQ(targets_of(h), (std::vector<std::string>{"index:QmIndex1", "pack:QmPack1", "index:QmIndex2"}));
+}
+
+TEST(HistoryDelta, DeletedObjectsAreNotPickedAgainAndAFailedOneIs) {
+  auto old = delta_entry(1, 1, 1, {"QmPack1"});
+  old.body["delta"].as_object()["index"].as_object()["deleted_at"] = 17.0;
+  old.body["delta"].as_object()["pack"].as_object()["deletion_error"] = "store down";  // retried
+  const std::vector<HistoryEntry> h{old, delta_entry(2, 2, 2, {"QmPack2"})};
+  EXPECT_EQ(targets_of(h), (std::vector<std::string>{"pack:QmPack1"}));
+}
+
+TEST(HistoryDelta, ANewestEntryWithoutDeltaRetiresEveryDeltaObject) {
+  const std::vector<HistoryEntry> h{delta_entry(1, 1, 1, {"QmPack1"}), entry("QmPlain", 2, std::nullopt, 2)};
+  EXPECT_EQ(targets_of(h), (std::vector<std::string>{"index:QmIndex1", "pack:QmPack1"}));
+}
+
+TEST(HistoryDelta, AVersionWithoutPackAndADuplicatedPackCidAreHandled) {
+  // Serial 2's pack has the same bytes (so the same CID) as serial 1's: it is still named.
+  auto two = delta_entry(2, 2, 2, {"QmPack1"}, false);
+  const std::vector<HistoryEntry> h{delta_entry(1, 1, 1, {"QmPack1"}), two};
+  EXPECT_EQ(targets_of(h), (std::vector<std::string>{"index:QmIndex1"}));
+}
+
+TEST(HistoryDelta, AnEntryWithLiveDeltaObjectsIsNeverPruned) {
+  std::vector<HistoryEntry> h;
+  for (std::int64_t i = 1; i <= 5; ++i) h.push_back(retired(delta_entry(i, i, static_cast<std::uint64_t>(i), {})));
+  // Entry 1's objects were deleted; entry 2's pack is still live (a failed delete, say).
+  for (const char* part : {"index", "pack"}) h[0].body["delta"].as_object()[part].as_object()["deleted_at"] = 1.0;
+  h[1].body["delta"].as_object()["index"].as_object()["deleted_at"] = 1.0;
+  for (int i = 2; i < 5; ++i)
+    for (const char* part : {"index", "pack"}) h[i].body["delta"].as_object()[part].as_object()["deleted_at"] = 1.0;
+  EXPECT_TRUE(delta_pending(h[1]));
+  EXPECT_FALSE(delta_pending(h[0]));
+  EXPECT_EQ(prunable(h, 2), (std::vector<std::size_t>{0, 2}));
+}
+
+}  // namespace
+}  // namespace carsync::core

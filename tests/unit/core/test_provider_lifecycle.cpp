@@ -346,3 +346,54 @@ TEST(ProviderLifecycle, ApiPublishNeverTouchesControlFiles) {
 
 }  // namespace
 }  // namespace carsync::core
+
+namespace carsync::core {
+namespace {
+
+TEST(ProviderLifecycleDelta, TheUploadsDeltaFieldsGoIntoTheRecordAndTheSentEntry) {
+  ProviderLifecycle m(offline_request(), params(false));
+  const json::object record_field{{"format", 1}, {"serial", 3}};
+  const json::object history_field{{"serial", 3}, {"record_packs", json::array{"QmPack3"}}};
+  json::object record, entry;
+  drive(m, [&](const ProviderAction& a) {
+    if (a.kind == Kind::publish) record = a.document;
+    if (a.kind == Kind::append_history) entry = a.document;
+    ProviderEvent ev = happy(a);
+    if (a.kind == Kind::upload) {
+      ev.delta_record = record_field;
+      ev.delta_history = history_field;
+    }
+    return ev;
+  });
+  EXPECT_EQ(record.at("delta"), record_field);
+  EXPECT_EQ(entry.at("delta"), history_field);
+}
+
+TEST(ProviderLifecycleDelta, WithoutDeltaNeitherHasTheField) {
+  ProviderLifecycle m(offline_request(), params(false));
+  json::object record, entry;
+  drive(m, [&](const ProviderAction& a) {
+    if (a.kind == Kind::publish) record = a.document;
+    if (a.kind == Kind::append_history) entry = a.document;
+    return happy(a);
+  });
+  EXPECT_FALSE(record.contains("delta"));
+  EXPECT_FALSE(entry.contains("delta"));
+}
+
+TEST(ProviderLifecycleDelta, AFailedUploadCarriesNoDeltaIntoAnything) {
+  ProviderLifecycle m(offline_request(), params(false));
+  std::vector<Kind> kinds = drive(m, [&](const ProviderAction& a) {
+    ProviderEvent ev = happy(a);
+    if (a.kind == Kind::upload) {
+      ev = failed("store down");
+      ev.delta_record = json::object{{"serial", 1}};
+    }
+    return ev;
+  });
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), Kind::publish), 0);
+  EXPECT_FALSE(m.snapshot().delta);
+}
+
+}  // namespace
+}  // namespace carsync::core

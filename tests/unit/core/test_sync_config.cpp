@@ -388,3 +388,34 @@ TEST(SyncConfig, RoleNames) {
 
 }  // namespace
 }  // namespace carsync::core
+
+namespace carsync::core {
+namespace {
+
+TEST(SyncConfig, DeltaDefaultsOnWithEightVersionsAndOneMebibyte) {
+  const auto p = parse_with({});
+  EXPECT_TRUE(p.config.delta);
+  EXPECT_EQ(p.config.delta_versions, 8u);
+  EXPECT_EQ(p.config.delta_min_bytes, 1u << 20);
+  const auto set = parse_with({{"DELTA", "off"}, {"DELTA_VERSIONS", 64}, {"DELTA_MIN_BYTES", 0}});
+  EXPECT_FALSE(set.error);
+  EXPECT_FALSE(set.config.delta);
+  EXPECT_EQ(set.config.delta_versions, 64u);
+  EXPECT_EQ(set.config.delta_min_bytes, 0u);
+}
+
+TEST(SyncConfig, BadDeltaValuesDisableTheInstanceNamingTheKey) {
+  const std::pair<const char*, json::value> bad[] = {
+      {"DELTA", "maybe"},         {"DELTA_VERSIONS", 0},    {"DELTA_VERSIONS", 65},
+      {"DELTA_VERSIONS", "8"},    {"DELTA_MIN_BYTES", -1},  {"DELTA_MIN_BYTES", 1.5},
+  };
+  for (const auto& [key, value] : bad) {
+    const auto p = parse_with({{key, value}});
+    EXPECT_FALSE(p.config.enabled) << key;
+    ASSERT_TRUE(p.error) << key;
+    EXPECT_THAT(*p.error, HasSubstr(std::string("SYNC.") + key));
+  }
+}
+
+}  // namespace
+}  // namespace carsync::core
