@@ -59,12 +59,14 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::create(const std::filesyst
     return w->archive_error("blocking");
   if (archive_write_open2(a, w.get(), nullptr, &ArchiveWriter::write_out, nullptr, nullptr) != ARCHIVE_OK)
     return w->archive_error("open");
+  w->opened_ = true;
   return w;
 }
 
 ArchiveWriter::~ArchiveWriter() {
   if (!a_) return;
-  if (!finished_) {
+  // A handle that was never opened (create() failed) is only freed: closing it crashes.
+  if (opened_ && !finished_) {
     // An abandoned archive (failed or cancelled build). Marking it failed makes close()
     // skip padding the open member to its announced size (up to gigabytes of zeros into a
     // file the caller is about to delete). close() must still run: only it releases the

@@ -84,6 +84,7 @@ class ArchiveWriter {
   std::uint64_t written_ = 0;
   std::unique_ptr<StreamCompressor> compressor_;
   std::optional<Error> compressor_error_;  // why write_out refused bytes
+  bool opened_ = false;    // archive_write_open2 succeeded
   bool finished_ = false;
   bool abandoned_ = false;  // being destroyed unfinished: nothing more is compressed
 };

@@ -217,6 +217,16 @@ TEST(ArchiveWriter, RefusesToOverwriteAnExistingFile) {
   EXPECT_EQ(test::read_file(dir / "out.tar.gz"), "keep");
 }
 
+// create() failing after libarchive's handle exists but before it was opened (a gzip level
+// out of range) must free the handle without closing it: closing a never-opened
+// archive crashed inside libarchive.
+TEST(ArchiveWriter, ALevelOutOfRangeIsRefusedCleanly) {
+  TempDir dir;
+  auto gz = ArchiveWriter::create(dir / "a.tar.gz", {.format = ArchiveFormat::tar_gz, .level = 10});
+  ASSERT_FALSE(gz);
+  EXPECT_NE(gz.error().message.find("level"), std::string::npos) << gz.error().message;
+}
+
 
 // ---------------------------------------------------------------------------------------
 // Parallel compression (ArchiveOptions.compute)
