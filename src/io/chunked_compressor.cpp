@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <string>
@@ -18,18 +19,43 @@
 namespace carsync::io {
 namespace {
 
-// A zstd context per thread, reused from frame to frame: creating one costs more than
-// compressing a small chunk at low levels. ZSTD_compress2's output depends only on the
-// parameters and the input, never on what the context compressed before, so reusing it keeps
-// frames the same at any thread count.
+// zstd contexts for one stream's frames, reused from frame to frame: creating one costs more
+// than compressing a small chunk at low levels. At most one per thread compressing at once
+// (the pool's threads and the writer), all freed with the stream, so a level-19 build does
+// not leave its large contexts behind on the pool's threads. ZSTD_compress2's output depends
+// only on the parameters and the input, never on what a context compressed before, so frames
+// stay the same at any thread count.
 struct CCtxFree {
   void operator()(ZSTD_CCtx* c) const noexcept { ZSTD_freeCCtx(c); }
 };
+using CCtxPtr = std::unique_ptr<ZSTD_CCtx, CCtxFree>;
 
-ZSTD_CCtx* thread_cctx() {
-  thread_local std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx(ZSTD_createCCtx());
-  return cctx.get();
-}
+class CCtxCache {
+ public:
+  CCtxPtr take() {
+    {
+      std::lock_guard lk(mu_);
+      if (!free_.empty()) {
+        CCtxPtr c = std::move(free_.back());
+        free_.pop_back();
+        return c;
+      }
+    }
+    return CCtxPtr(ZSTD_createCCtx());
+  }
+  void give(CCtxPtr c) noexcept {
+    std::lock_guard lk(mu_);
+    try {
+      free_.push_back(std::move(c));
+    } catch (const std::bad_alloc&) {
+      // Not kept: `c` still owns the context and frees it.
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<CCtxPtr> free_;
+};
 
 // One chunk of plain tar and, once compressed, its frame and the frame's SHA-256.
 struct Frame final : OrderedWindow::Job {
@@ -37,6 +63,7 @@ struct Frame final : OrderedWindow::Job {
   core::FrameCodec codec = core::FrameCodec::gzip;
   int level = 6;
   std::uint32_t plain = 0;
+  std::shared_ptr<CCtxCache> cctx;  // zstd only
   std::vector<std::byte> out;
   core::ChunkId id{};
   std::string error;  // empty: compressed
@@ -109,11 +136,17 @@ struct Frame final : OrderedWindow::Job {
 
   // One zstd frame with its content size and checksum, as the zstd tool writes them.
   void zstd_frame() {
-    ZSTD_CCtx* c = thread_cctx();
-    if (!c) {
+    CCtxPtr owned = cctx->take();
+    if (!owned) {
       error = "out of memory";
       return;
     }
+    struct GiveBack {
+      CCtxCache& cache;
+      CCtxPtr& c;
+      ~GiveBack() { cache.give(std::move(c)); }
+    } give_back{*cctx, owned};
+    ZSTD_CCtx* c = owned.get();
     ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
     for (auto [p, v] : {std::pair{ZSTD_c_compressionLevel, level}, std::pair{ZSTD_c_checksumFlag, 1},
                         std::pair{ZSTD_c_contentSizeFlag, 1}})
@@ -145,6 +178,7 @@ struct ChunkedCompressor::Impl {
   ChunkedOptions opts;
   ByteSink sink;
   core::CdcChunker chunker;
+  std::shared_ptr<CCtxCache> cctx = std::make_shared<CCtxCache>();
   std::vector<std::byte> current;  // the chunk being filled
   std::vector<core::FrameInfo> frames;
   std::uint64_t plain = 0;
@@ -171,6 +205,7 @@ struct ChunkedCompressor::Impl {
     auto f = std::make_shared<Frame>();
     f->codec = opts.codec;
     f->level = opts.level;
+    if (opts.codec == core::FrameCodec::zstd) f->cctx = cctx;
     f->plain = static_cast<std::uint32_t>(current.size());
     f->in = std::move(current);
     current = std::vector<std::byte>();
