@@ -200,8 +200,11 @@ std::vector<std::byte> encode_index(const DeltaIndex& x) {
 Result<DeltaIndex> parse_index(std::span<const std::byte> bytes) {
   const std::size_t size = bytes.size();
   const std::byte* h = bytes.data();
-  if (size < h_codec || std::memcmp(h, magic.data(), magic.size()) != 0)
+  if (size < magic.size() || std::memcmp(h, magic.data(), magic.size()) != 0)
     return malformed("no CSDELTA magic");
+  if (size < h_codec)
+    return malformed(std::to_string(size) + " bytes, shorter than the " +
+                     std::to_string(delta_index_header_bytes) + "-byte header");
   DeltaIndex x;
   // A later format may lay out its header differently: its version is read before the rest.
   x.format = get32(h + h_format);

@@ -516,6 +516,9 @@ Result<void> DeltaBase::install(const std::filesystem::path& archive, std::span<
   if (src->size != index->archive_size)
     return delta_error(delta_errc::index_mismatch, quoted(archive) + " has " + std::to_string(src->size) +
                                                        " bytes, its index says " + std::to_string(index->archive_size));
+  std::error_code ec;
+  std::filesystem::create_directories(dir_.parent_path(), ec);
+  if (ec) return os_error(ec.value(), "create " + quoted(dir_.parent_path()));
   if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) return os_error(errno, "mkdir " + quoted(dir_));
   remove_temps(dir_);
 
@@ -540,7 +543,8 @@ Result<void> DeltaBase::install(const std::filesystem::path& archive, std::span<
   index_guard.keep();
   if (::rename(tmp_archive.c_str(), (dir_ / base_archive_name).c_str()) != 0)
     return os_error(errno, "rename " + quoted(tmp_archive));
-  archive_guard.keep();
+  // Not kept: the guard's unlink finds nothing, except when `archive` was the base archive
+  // itself (rename between two links of one file does nothing), where it drops the extra link.
   unique_fd dir(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir) return os_error(errno, "open " + quoted(dir_));
   return fsync_dir(dir.get());

@@ -85,7 +85,8 @@ class DeltaBase {
 
   // Makes `archive` (verified, its index `index_bytes`) the base: hard-linked when on the
   // same filesystem, else copied; index then archive renamed into place; the directory
-  // fsynced. `archive` itself is left where it is.
+  // fsynced. `archive` itself is left where it is; hard-linked, it shares the base's inode,
+  // so the caller may remove it but must not rewrite it in place.
   Result<void> install(const std::filesystem::path& archive, std::span<const std::byte> index_bytes);
 
   // Removes the base (delta disabled, or the instance removed).

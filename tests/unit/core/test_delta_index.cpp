@@ -110,6 +110,7 @@ TEST(DeltaIndex, RefusesEveryHostileIndexNamingTheFault) {
       {"future format, other header", {}, [](auto& b) { put32(b, 8, 7); b.resize(20); },
        delta_errc::unsupported_format, "format 7"},
       {"format 0", {}, [](auto& b) { put32(b, 8, 0); }, delta_errc::unsupported_format, "format 0"},
+      {"magic alone", {}, [](auto& b) { b.resize(10); }, delta_errc::malformed_index, "10 bytes, shorter than"},
       {"short header", {}, [](auto& b) { b.resize(100); }, delta_errc::malformed_index, "shorter than the 128-byte header"},
       {"unknown codec", {}, [](auto& b) { put32(b, 12, 3); }, delta_errc::malformed_index, "unknown codec 3"},
       {"codec 0", {}, [](auto& b) { put32(b, 12, 0); }, delta_errc::malformed_index, "unknown codec 0"},

@@ -530,6 +530,27 @@ TEST(DeltaBaseFiles, InstallThenLoadRoundTrips) {
   EXPECT_FALSE(fs::exists(base.dir() / "base.archive"));
 }
 
+TEST(DeltaBaseFiles, InstallCreatesItsDirectoryAndTakesItsOwnArchiveAgain) {
+  TempDir tmp;
+  const Bytes archive = content(1, 5000);
+  write_bytes(tmp / "applied", archive);
+  DeltaBase base(tmp / "a" / "b" / "base");
+  const auto index = core::encode_index(small_index(archive.size()));
+  ASSERT_TRUE(base.install(tmp / "applied", index));
+  EXPECT_EQ(fs::status(base.dir()).permissions(), fs::perms(0700));
+  // The base archive itself as the applied one (an identical version applied again).
+  auto again = base.install(base.dir() / "base.archive", index);
+  ASSERT_TRUE(again) << again.error().message;
+  std::string why;
+  auto loaded = base.load(&why);
+  ASSERT_TRUE(loaded) << why;
+  EXPECT_EQ(read_bytes(loaded->archive), archive);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(base.dir())) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"base.archive", "base.index"}));
+}
+
 TEST(DeltaBaseFiles, AnInconsistentBaseIsUnusable) {
   TempDir tmp;
   const Bytes archive = content(1, 5000);
