@@ -43,7 +43,8 @@ static_assert(h_zero + 32 == delta_index_header_bytes);
 static_assert(e_reserved + 8 == delta_index_entry_bytes);
 
 // The chunker parameters' rule (cdc_chunker.hpp's valid_chunker_params), kept here so that
-// the index does not depend on the chunker's implementation; a test pins the two together.
+// the index does not depend on the chunker's implementation; test_delta_index holds it to
+// the header's words over a table of boundary cases.
 bool usable_params(const ChunkerParams& p) noexcept {
   return p.min_size >= 64 && p.min_size < p.avg_size && p.avg_size < p.max_size &&
          p.max_size <= 16u * 1024 * 1024 && (p.avg_size & (p.avg_size - 1)) == 0;

@@ -234,6 +234,32 @@ TEST(DeltaIndex, AValidIndexMayUseOtherUsableChunkerParams) {
   EXPECT_TRUE(parsed) << parsed.error().message;
 }
 
+// The chunker rule the index applies is cdc_chunker.hpp's valid_chunker_params: 64 <= min <
+// avg < max <= 16 MiB, avg a power of two (delta_index.cpp keeps its own copy so as not to
+// depend on the chunker's implementation; this table holds both to the header's words).
+TEST(DeltaIndex, ChunkerParamsFollowTheChunkersRule) {
+  const std::vector<std::pair<ChunkerParams, bool>> table = {
+      {chunker_v1, true},
+      {{64, 128, 129}, true},
+      {{63, 128, 4096}, false},
+      {{128, 128, 4096}, false},
+      {{256, 128, 4096}, false},
+      {{64, 4096, 4096}, false},
+      {{64, 3000, 4096}, false},
+      {{64, 1u << 23, 16u << 20}, true},
+      {{64, 1u << 23, (16u << 20) + 1}, false},
+      {{0, 0, 0}, false},
+  };
+  for (const auto& [params, usable] : table) {
+    DeltaIndex x;
+    x.serial = 1;
+    x.chunker = params;
+    auto parsed = parse_index(encode_index(x));
+    EXPECT_EQ(static_cast<bool>(parsed), usable)
+        << params.min_size << "/" << params.avg_size << "/" << params.max_size;
+  }
+}
+
 // ---- plan_version ------------------------------------------------------------------------
 
 std::vector<FrameInfo> frames_of(std::initializer_list<std::pair<int, std::uint32_t>> ids_and_sizes) {
@@ -408,6 +434,20 @@ TEST(DeltaPlanFetch, FallsBackToTheFullArchiveWithItsReason) {
   DeltaIndex other_chunker = c.v[0].index;
   other_chunker.chunker.avg_size = 128 * 1024;
   EXPECT_EQ(plan_fetch(&other_chunker, c.v[1].index, c.refs).reason, FullReason::other_chain);
+}
+
+TEST(DeltaPlanFetch, ABaseEntryOfAnotherSizeIsNotTrusted) {
+  Chain c;
+  DeltaIndex odd = c.v[0].index;  // chunk 3's id with another frame size: not the same frame
+  odd.chunks[2].frame_size += 1;
+  std::vector<PackRef> refs = c.refs;
+  refs[0].size = 100;  // cheap enough to fetch from
+  auto plan = plan_fetch(&odd, c.v[0].index, refs);
+  ASSERT_EQ(plan.mode, FetchMode::delta);
+  EXPECT_FALSE(plan.sources[2].from_base);
+  EXPECT_EQ(plan.sources[2].pack_serial, 1u);
+  EXPECT_TRUE(plan.sources[3].from_base);
+  EXPECT_EQ(plan.sources[3].offset, 15001u);  // the base's own layout
 }
 
 TEST(DeltaPlanFetch, ReasonsHaveLabels) {

@@ -307,6 +307,40 @@ TEST_P(DeltaFiles, AMissingPackIsRefused) {
   expect_refused(reassemble(in, out), delta_errc::pack_mismatch, "pack 2: open");
 }
 
+TEST_P(DeltaFiles, AFrameBeyondItsPackIsRefusedBeforeAnyWrite) {
+  chain.publish({1, 2, 3});
+  chain.publish({1, 5, 3});
+  auto& entry = const_cast<core::ChunkEntry&>(chain[2].index.chunks[1]);
+  entry.pack_offset = 1;  // the frame's last byte is past the pack's end
+  expect_refused(assemble(1, 2), delta_errc::pack_mismatch,
+                 "frame 1 (bytes 1+" + std::to_string(entry.frame_size) + ") lies beyond pack 2's");
+}
+
+TEST_P(DeltaFiles, AMissingBaseIsUnusable) {
+  chain.publish({1, 2, 3});
+  chain.publish({1, 5, 3});
+  fs::remove(chain[1].archive_file);
+  expect_refused(assemble(1, 2), delta_errc::base_unusable, "base archive: open");
+  auto plan = core::plan_fetch(&chain[1].index, chain[2].index, chain.refs());
+  AssembleInput in;
+  in.next = &chain[2].index;
+  in.plan = &plan;
+  in.packs = chain.pack_files();
+  expect_refused(reassemble(in, out), delta_errc::base_unusable, "no base archive");
+}
+
+TEST_P(DeltaFiles, AFullPlanIsNotReassembled) {
+  chain.publish({1, 2, 3});
+  core::FetchPlan full;  // mode full
+  AssembleInput in;
+  in.next = &chain[1].index;
+  in.plan = &full;
+  auto r = reassemble(in, out);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, make_error_code(errc::invalid_request));
+  EXPECT_FALSE(fs::exists(out));
+}
+
 // The index is the provider's: a frame whose id is right may still lie about its plain size.
 TEST_P(DeltaFiles, AFrameThatDecompressesToAnotherSizeIsRefused) {
   chain.publish({1, 2, 3});
