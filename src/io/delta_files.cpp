@@ -127,6 +127,7 @@ class FrameChecker {
     limit_ = limit;
     produced_ = 0;
     ended_ = false;
+    header_seen_ = false;
     fault_.clear();
     if (codec_ == core::FrameCodec::gzip) inflateReset(&z_);
     else ZSTD_DCtx_reset(zd_, ZSTD_reset_session_only);
@@ -189,6 +190,16 @@ class FrameChecker {
   }
 
   bool feed_zstd(std::span<const std::byte> bytes) {
+    if (produced_ == 0 && !ended_ && !header_seen_) {
+      // The frame's header may declare its content size: the streaming decoder does not
+      // hold the frame to it (a one-shot decoder, or another consumer, would refuse it).
+      header_seen_ = true;
+      const unsigned long long declared = ZSTD_getFrameContentSize(bytes.data(), bytes.size());
+      if (declared != ZSTD_CONTENTSIZE_UNKNOWN && declared != ZSTD_CONTENTSIZE_ERROR && declared != limit_ - 1) {
+        fault_ = "declares " + std::to_string(declared) + " bytes of content";
+        return false;
+      }
+    }
     ZSTD_inBuffer in{bytes.data(), bytes.size(), 0};
     while (in.pos < in.size) {
       if (ended_) {
@@ -232,6 +243,7 @@ class FrameChecker {
   std::uint64_t limit_ = 0;
   std::uint64_t produced_ = 0;
   bool ended_ = false;
+  bool header_seen_ = false;
   std::string fault_;
 };
 

@@ -50,10 +50,13 @@ Bytes gzip_member(const Bytes& plain, int level = 6) {
   return out;
 }
 
-Bytes zstd_frame(const Bytes& plain, int level = 3) {
+// Without the content size in the header by default: reassembly then learns a frame's size
+// only by decompressing it, the path these tests are about (a declared size is checked first).
+Bytes zstd_frame(const Bytes& plain, int level = 3, bool declare_size = false) {
   ZSTD_CCtx* c = ZSTD_createCCtx();
   ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, declare_size ? 1 : 0);
   Bytes out(ZSTD_compressBound(plain.size()));
   const std::size_t n = ZSTD_compress2(c, out.data(), out.size(), plain.data(), plain.size());
   EXPECT_FALSE(ZSTD_isError(n));
@@ -409,6 +412,55 @@ TEST_P(DeltaFiles, AFrameOfTwoMembersOrGarbageIsRefused) {
     in.expected = sha_of(frame);
     expect_refused(reassemble(in, out), delta_errc::frame_size_mismatch, says);
   }
+}
+
+// Found by fuzz_delta_frames: a zstd frame whose header declares 16 bytes of content but
+// whose one (raw, empty) block holds none. The streaming decoder yields 0 bytes without
+// complaint; a one-shot decoder refuses the frame. Reassembly holds the frame to its header.
+Result<FileSeal> reassemble_one_frame(const Bytes& frame, FrameCodec codec, std::uint32_t plain, const fs::path& dir) {
+  write_bytes(dir / "pack", frame);
+  core::DeltaIndex next;
+  next.codec = codec;
+  next.serial = 1;
+  next.chunks = {{sha_of(frame), plain, static_cast<std::uint32_t>(frame.size()), 1, 0}};
+  next.archive_size = frame.size();
+  core::FetchPlan plan;
+  plan.mode = core::FetchMode::delta;
+  plan.reason = core::FullReason::none;
+  plan.packs = {{1, frame.size(), sha_of(frame), "p"}};
+  plan.sources = {{false, 0, 1}};
+  AssembleInput in;
+  in.next = &next;
+  in.plan = &plan;
+  in.packs[1] = dir / "pack";
+  in.expected = sha_of(frame);
+  return reassemble(in, dir / "out");
+}
+
+TEST(DeltaFrames, AZstdFrameWhoseHeaderDeclaresAnotherSizeIsRefused) {
+  TempDir tmp;
+  const Bytes text = content(4, 70000);
+  const Bytes declared = zstd_frame(text, 3, true);
+  auto r = reassemble_one_frame(declared, FrameCodec::zstd, 69999, tmp.path());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, make_error_code(delta_errc::frame_size_mismatch));
+  EXPECT_THAT(r.error().message, HasSubstr("frame 0 (pack 1) declares 70000 bytes of content"));
+  EXPECT_FALSE(fs::exists(tmp / "out"));
+  fs::remove(tmp / "pack");
+  ASSERT_TRUE(reassemble_one_frame(declared, FrameCodec::zstd, 70000, tmp.path()));
+}
+
+TEST(DeltaFrames, AZstdFrameWhoseHeaderDisagreesWithItsBlocksIsRefused) {
+  TempDir tmp;
+  const Bytes frame = {std::byte{0x28}, std::byte{0xb5}, std::byte{0x2f}, std::byte{0xfd},  // magic
+                       std::byte{0x24}, std::byte{0x10},  // single segment, checksum; content size 16
+                       std::byte{0x01}, std::byte{0x00}, std::byte{0x00},  // last block, raw, 0 bytes
+                       std::byte{0x99}, std::byte{0xe9}, std::byte{0xd8}, std::byte{0x51}};  // XXH64("") low
+  auto r = reassemble_one_frame(frame, FrameCodec::zstd, 0, tmp.path());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, make_error_code(delta_errc::frame_size_mismatch));
+  EXPECT_THAT(r.error().message, HasSubstr("frame 0 (pack 1) declares 16 bytes of content"));
+  EXPECT_FALSE(fs::exists(tmp / "out"));
 }
 
 TEST_P(DeltaFiles, ACorruptBaseIsCaughtByTheWholeArchiveHash) {
