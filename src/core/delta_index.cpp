@@ -152,9 +152,13 @@ std::uint64_t max_frame_size(FrameCodec codec, std::uint64_t plain) noexcept {
   // Callers pass a chunk's plain size (at most 16 MiB), so none of this can overflow.
   switch (codec) {
     case FrameCodec::gzip:
-      // zlib's deflateBound for the default window and memLevel (stored blocks of ~16 KiB
-      // cost 5 bytes each, under plain>>12 + plain>>14), plus the gzip member's 18-byte
-      // header and trailer, with room to spare.
+      // zlib's deflateBound for windowBits 15 and memLevel 8 (the compressor's settings; a
+      // lower memLevel would cut smaller blocks and need more): deflate emits each block in
+      // the cheapest of its three forms, so a stored block bounds it: 5 bytes per block of
+      // at most 16383 bytes, 5*plain/16383, which plain>>12 + plain>>14 (5*plain/16384)
+      // meets to within a byte per 50 MiB (a chunk is at most 16 MiB). The 64: the gzip
+      // member's 18 bytes of header and trailer, the last block's rounding up (5) and the
+      // floors of the shifts (3), with room to spare.
       return plain + (plain >> 12) + (plain >> 14) + (plain >> 25) + 64;
     case FrameCodec::zstd:
       // ZSTD_COMPRESSBOUND plus a frame header and checksum, with room to spare.

@@ -504,6 +504,25 @@ TEST_P(DeltaFiles, AnExistingOutputIsNeitherOverwrittenNorRemoved) {
 INSTANTIATE_TEST_SUITE_P(Codecs, DeltaFiles, ::testing::Values(FrameCodec::gzip, FrameCodec::zstd),
                          [](const auto& info) { return info.param == FrameCodec::gzip ? "gzip" : "zstd"; });
 
+// The index's frame bound (core::max_frame_size) against the real libraries at their worst:
+// incompressible bytes, every level the compressor might use, sizes around block limits.
+TEST(DeltaFrames, RealFramesOfIncompressibleBytesStayWithinTheIndexBound) {
+  std::mt19937_64 rng(7);
+  Bytes noise(1u << 20);
+  for (auto& b : noise) b = static_cast<std::byte>(rng());
+  for (std::size_t size : {std::size_t{1}, std::size_t{100}, std::size_t{16383}, std::size_t{16384},
+                           std::size_t{65536}, std::size_t{128u << 10}, std::size_t{300000}, std::size_t{1u << 20}}) {
+    const Bytes plain(noise.begin(), noise.begin() + static_cast<std::ptrdiff_t>(size));
+    for (int level : {1, 6, 9})
+      EXPECT_LE(gzip_member(plain, level).size(), core::max_frame_size(FrameCodec::gzip, size))
+          << "gzip level " << level << ", " << size << " bytes";
+    for (int level : {1, 3, 19})
+      for (bool declare : {false, true})
+        EXPECT_LE(zstd_frame(plain, level, declare).size(), core::max_frame_size(FrameCodec::zstd, size))
+            << "zstd level " << level << ", " << size << " bytes";
+  }
+}
+
 // ---- single files --------------------------------------------------------------------------
 
 TEST(DeltaFileWrites, WritePackRefusesAPieceBeyondTheArchiveAndLeavesNoPack) {
