@@ -30,30 +30,37 @@ constexpr std::array<std::uint64_t, 256> gear_v1 = make_gear_v1();
 
 // Hashes bytes[from, to) into `h`; returns the index just past the first byte whose hash has
 // no bit of `mask` set, or `to`. The hot loop of the provider's build (it sees every byte of
-// the plain tar on one thread): unrolled by four (below).
+// the plain tar on one thread): unrolled by four, so the loop's own compare and branch
+// come once per four bytes. Measured interleaved on this (shared, loaded) machine, 64 MiB,
+// best of 5: from 8 % slower to 12 % faster than the plain loop, 1-2.8 GB/s; computing the
+// four hashes side by side from h (a shorter dependency chain, more instructions) was
+// 15-20 % slower in every run.
 inline std::size_t scan(const unsigned char* bytes, std::size_t from, std::size_t to, std::uint64_t& hash,
                         std::uint64_t mask) noexcept {
   const auto& g = gear_v1;
   std::uint64_t h = hash;
   std::size_t j = from;
   for (; j + 4 <= to; j += 4) {
-    // h_{k+1} = 2 h_k + g_k, written so that each of the four hashes is h shifted plus a sum
-    // of table values: the chain from one h to the next is one shift and one add per four
-    // bytes, and the intermediate hashes are computed beside it.
-    const std::uint64_t t1 = g[bytes[j]];
-    const std::uint64_t t2 = (t1 << 1) + g[bytes[j + 1]];
-    const std::uint64_t t3 = (t2 << 1) + g[bytes[j + 2]];
-    const std::uint64_t t4 = (t3 << 1) + g[bytes[j + 3]];
-    const std::uint64_t h1 = (h << 1) + t1, h2 = (h << 2) + t2, h3 = (h << 3) + t3, h4 = (h << 4) + t4;
-    if (((h1 & mask) == 0) | ((h2 & mask) == 0) | ((h3 & mask) == 0) | ((h4 & mask) == 0)) [[unlikely]] {
-      const std::uint64_t hs[4] = {h1, h2, h3, h4};
-      for (std::size_t k = 0; k < 4; ++k)
-        if ((hs[k] & mask) == 0) {
-          hash = hs[k];
-          return j + k + 1;
-        }
+    h = (h << 1) + g[bytes[j]];
+    if ((h & mask) == 0) [[unlikely]] {
+      hash = h;
+      return j + 1;
     }
-    h = h4;
+    h = (h << 1) + g[bytes[j + 1]];
+    if ((h & mask) == 0) [[unlikely]] {
+      hash = h;
+      return j + 2;
+    }
+    h = (h << 1) + g[bytes[j + 2]];
+    if ((h & mask) == 0) [[unlikely]] {
+      hash = h;
+      return j + 3;
+    }
+    h = (h << 1) + g[bytes[j + 3]];
+    if ((h & mask) == 0) [[unlikely]] {
+      hash = h;
+      return j + 4;
+    }
   }
   for (; j < to; ++j) {
     h = (h << 1) + g[bytes[j]];

@@ -26,7 +26,9 @@ struct ChunkedOptions {
   int level = 6;                       // gzip 0-9, zstd 1-19
   core::ChunkerParams chunker = core::chunker_v1;
   ComputePool* compute = nullptr;      // nullptr: every chunk on the caller's thread
-  std::size_t window = 0;              // chunks in flight; 0: 2 x the pool's threads + 2
+  // Chunks in flight; 0: 2 x the pool's threads + 2 (1 without a pool). Memory: at most
+  // window x (max chunk + its compressed bound), ~12 MiB with 2 threads at format 1.
+  std::size_t window = 0;
 };
 
 class ChunkedCompressor final : public StreamCompressor {
@@ -39,7 +41,9 @@ class ChunkedCompressor final : public StreamCompressor {
   Result<void> write(std::span<const std::byte> data) override;
   Result<void> finish() override;
 
-  // After finish(): every frame of the archive in order (id = SHA-256 of the frame's bytes).
+  // After finish(): every frame of the archive in order (id = SHA-256 of the frame's bytes,
+  // computed on the pool beside the compression). An empty stream gives one empty frame
+  // (plain_size 0), so the output is still a valid .gz / .zst.
   const std::vector<core::FrameInfo>& frames() const noexcept;
   std::uint64_t plain_size() const noexcept;
 
