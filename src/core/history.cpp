@@ -145,11 +145,50 @@ std::string_view live_cid(const json::object& delta, std::string_view part) noex
   return cid && cid->is_string() ? std::string_view(cid->get_string()) : std::string_view{};
 }
 
+// Every delta object of an entry, with its part name ("index", "pack", "replaced/<n>").
+template <class F>
+void for_each_delta_object(const json::object& delta, F f) {
+  for (std::string_view part : {std::string_view("index"), std::string_view("pack")})
+    if (const json::value* o = delta.if_contains(part); o && o->is_object()) f(std::string(part), o->get_object());
+  if (const json::value* r = delta.if_contains("replaced"); r && r->is_array())
+    for (std::size_t i = 0; i < r->get_array().size(); ++i)
+      if (const auto& o = r->get_array()[i]; o.is_object()) f("replaced/" + std::to_string(i), o.get_object());
+}
+
+std::string_view live(const json::object& o) noexcept {
+  const json::value* deleted = o.if_contains("deleted_at");
+  if (deleted && !deleted->is_null()) return {};
+  const json::value* cid = o.if_contains("cid");
+  return cid && cid->is_string() ? std::string_view(cid->get_string()) : std::string_view{};
+}
+
 }  // namespace
 
 bool delta_pending(const HistoryEntry& e) noexcept {
   const json::object* d = delta_of(e);
-  return d && (!live_cid(*d, "index").empty() || !live_cid(*d, "pack").empty());
+  bool pending = false;
+  if (d) for_each_delta_object(*d, [&](const std::string&, const json::object& o) { pending |= !live(o).empty(); });
+  return pending;
+}
+
+void carry_replaced_delta(const json::object& old, json::object& replacement) {
+  const json::value* od = old.if_contains("delta");
+  if (!od || !od->is_object()) return;
+  std::unordered_set<std::string> kept;
+  if (const json::value* nd = replacement.if_contains("delta"); nd && nd->is_object())
+    for_each_delta_object(nd->get_object(), [&](const std::string&, const json::object& o) {
+      if (auto c = live(o); !c.empty()) kept.emplace(c);
+    });
+  json::array carried;
+  for_each_delta_object(od->get_object(), [&](const std::string&, const json::object& o) {
+    if (auto c = live(o); !c.empty() && kept.insert(std::string(c)).second) carried.emplace_back(o);
+  });
+  if (carried.empty()) return;
+  json::value& nd = replacement["delta"];
+  if (!nd.is_object()) nd = json::object{};
+  json::value& r = nd.as_object()["replaced"];
+  if (!r.is_array()) r = json::array{};
+  for (auto& o : carried) r.as_array().push_back(std::move(o));
 }
 
 std::vector<DeltaRetirement> delta_retirement_targets(const std::vector<HistoryEntry>& sorted) {
@@ -163,13 +202,16 @@ std::vector<DeltaRetirement> delta_retirement_targets(const std::vector<HistoryE
       for (const auto& p : packs->get_array())
         if (p.is_string()) named.insert(std::string_view(p.get_string()));
   }
-  for (std::size_t i = 0; i + 1 < sorted.size(); ++i) {
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
     const json::object* d = delta_of(sorted[i]);
     if (!d) continue;
-    for (std::string_view part : {std::string_view("index"), std::string_view("pack")}) {
-      const auto cid = live_cid(*d, part);
-      if (!cid.empty() && !named.contains(cid)) out.push_back({i, std::string(part), std::string(cid)});
-    }
+    const bool newest = i + 1 == sorted.size();
+    for_each_delta_object(*d, [&](const std::string& part, const json::object& o) {
+      const auto cid = live(o);
+      // The newest entry's own index and pack are what the record names; what it replaced is not.
+      if (cid.empty() || named.contains(cid) || (newest && !part.starts_with("replaced/"))) return;
+      out.push_back({i, part, std::string(cid)});
+    });
   }
   return out;
 }

@@ -61,14 +61,20 @@ std::vector<std::size_t> prunable(const std::vector<HistoryEntry>& sorted, std::
 // where OBJ is {"cid","size","sha256"} plus, once retired, "deleted_at"; record_packs are the
 // pack CIDs the published record names. One index or pack to delete: every one that the
 // newest entry's record does not name (its index and record_packs), not yet deleted.
+// A second publish of the same snapshot in the same second has the same file name and
+// replaces its entry: the objects it named move to "replaced": [OBJ, ...] in the new one
+// (carry_replaced_delta), so they are retired, not forgotten.
 struct DeltaRetirement {
   std::size_t entry = 0;   // index into the sorted entries
-  std::string part;        // "index" or "pack"
+  std::string part;        // "index", "pack" or "replaced/<n>"
   std::string cid;
 };
 std::vector<DeltaRetirement> delta_retirement_targets(const std::vector<HistoryEntry>& sorted);
 // Whether an entry still names a delta object not yet deleted (it must not be pruned).
 bool delta_pending(const HistoryEntry& e) noexcept;
+// `replacement` is about to overwrite `old` (same file name): every delta object of `old`
+// not yet deleted and not named by `replacement` goes into replacement's delta.replaced.
+void carry_replaced_delta(const boost::json::object& old, boost::json::object& replacement);
 
 // The all-null deletion sub-record, and the one written after a retirement attempt.
 boost::json::object null_deletion();

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <string>
 
 namespace carsync::io {
@@ -77,6 +78,10 @@ Result<std::string> HistoryStore::append(core::HistoryDir dir, boost::json::obje
   entry["history_written_at_ns"] = wall_ns;
   entry["sequence"] = next;
   if (!entry.contains("deletion")) entry["deletion"] = core::null_deletion();
+  // The same snapshot published twice in one second replaces its entry (the name is the
+  // reference's); the delta objects the first named must still be retired.
+  if (auto dir_fd = open_root_dir(dir_path(dir)); dir_fd)
+    if (auto old = read_json_at(dir_fd->get(), name); old && old->is_object()) core::carry_replaced_delta(old->as_object(), entry);
 
   if (auto r = write_json_file(dir_path(dir) / name, entry); !r) return r.error();
   ++next;
@@ -127,7 +132,20 @@ Result<void> HistoryStore::record_delta_deletion(core::HistoryDir dir, const std
   auto body = read_json_at(dir_fd->get(), file_name);
   if (!body) return body.error();
   auto* delta = body->is_object() ? body->as_object().if_contains("delta") : nullptr;
-  auto* object = delta && delta->is_object() ? delta->as_object().if_contains(part) : nullptr;
+  boost::json::value* object = nullptr;
+  if (delta && delta->is_object()) {
+    if (part.starts_with("replaced/")) {
+      auto* replaced = delta->as_object().if_contains("replaced");
+      std::size_t n = 0;
+      const auto digits = part.substr(9);
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      if (replaced && replaced->is_array() && ec == std::errc{} && end == digits.data() + digits.size() &&
+          n < replaced->as_array().size())
+        object = &replaced->as_array()[n];
+    } else {
+      object = delta->as_object().if_contains(part);
+    }
+  }
   if (!object || !object->is_object())
     return make_error(errc::invalid_record, "history entry " + file_name + " has no delta " + std::string(part));
   auto& o = object->as_object();

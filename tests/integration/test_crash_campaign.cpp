@@ -159,9 +159,9 @@ bool retired(const json::object& entry) {
 
 // --- The data: generation g of the provider's volume ---------------------------------------
 
-// ~240 files in 12 directories and one 256 KiB file; each generation rewrites a third of the
-// files, drops a tenth of the names and adds others, so a mirror apply adds, rewrites and
-// removes.
+// ~240 files in 12 directories, one 256 KiB file and a 2 MiB one that never changes; each
+// generation rewrites a third of the files, drops a tenth of the names and adds others, so a
+// mirror apply adds, rewrites and removes.
 void write_generation(const fs::path& root, long gen) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root)) fs::remove_all(e.path(), ec);
@@ -174,6 +174,9 @@ void write_generation(const fs::path& root, long gen) {
     write_file(root / rel, pattern_bytes(200 + static_cast<std::size_t>(k) * 13, static_cast<std::uint32_t>(k * 7919 + version)));
   }
   write_file(root / "big.bin", pattern_bytes(256 * 1024, static_cast<std::uint32_t>(gen)));
+  // Unchanged across generations: the delta's pack holds what changed, and is a fraction of
+  // the archive (a pack as large as half the archive is not made).
+  write_file(root / "static.bin", pattern_bytes(2 * 1024 * 1024, 424242));
   write_file(root / "generation.txt", std::to_string(gen) + "\n");
 }
 
@@ -724,14 +727,21 @@ class Campaign {
       in_history.insert(str(e, "cid"));
       // Delta indexes and packs are named by the entry that uploaded them; those the
       // newest record no longer names go in the next complete retirement pass.
-      if (const auto* d = e.if_contains("delta"); d && d->is_object())
+      if (const auto* d = e.if_contains("delta"); d && d->is_object()) {
+        std::vector<const json::object*> objects;
         for (const char* part : {"index", "pack"})
-          if (const auto* o = d->as_object().if_contains(part); o && o->is_object()) {
-            const auto c = str(o->as_object(), "cid");
-            in_history.insert(c);
-            const auto* deleted = o->as_object().if_contains("deleted_at");
-            if (retirement_cut && (!deleted || deleted->is_null())) waiting.insert(c);
-          }
+          if (const auto* o = d->as_object().if_contains(part); o && o->is_object()) objects.push_back(&o->as_object());
+        // What a second publish of the same snapshot in the same second replaced.
+        if (const auto* r = d->as_object().if_contains("replaced"); r && r->is_array())
+          for (const auto& o : r->as_array())
+            if (o.is_object()) objects.push_back(&o.as_object());
+        for (const auto* o : objects) {
+          const auto c = str(*o, "cid");
+          in_history.insert(c);
+          const auto* deleted = o->if_contains("deleted_at");
+          if (retirement_cut && (!deleted || deleted->is_null())) waiting.insert(c);
+        }
+      }
     }
     for (std::size_t k = 0; k + 1 < sent.size(); ++k) {
       if (str(sent[k], "cid") == cid || retired(sent[k])) continue;
@@ -748,7 +758,12 @@ class Campaign {
     // finds the blob), and none outlives a second check unless a cut retirement pass left it.
     for (const auto& b : blobs) {
       if (b == cid || in_history.count(b)) continue;
-      ADD_FAILURE() << "blob " << b << " is referenced by no history entry after a kill in " << landed;
+      ADD_FAILURE() << "blob " << b << " is referenced by no history entry after a kill in " << landed << [&] {
+        std::string all;
+        for (const auto& e : sent) all += "\n  sent: " + json::serialize(e);
+        for (const auto& name : names_in(instance_dir(provider_) / "sync_history/state/delta")) all += "\n  delta: " + name;
+        return all;
+      }();
     }
     // The delta objects the current record names stay as long as it names them.
     std::set<std::string> named;

@@ -243,3 +243,36 @@ TEST(HistoryDelta, AnEntryWithLiveDeltaObjectsIsNeverPruned) {
 
 }  // namespace
 }  // namespace carsync::core
+
+namespace carsync::core {
+namespace {
+
+TEST(HistoryDelta, AReplacedEntrysObjectsAreCarriedAndRetired) {
+  // Two publishes of one snapshot in one second: the second entry replaces the first file.
+  auto first = delta_entry(7, 7, 7, {"QmPack7"});
+  auto second = delta_entry(7, 8, 8, {"QmPack7", "QmPack8"});
+  carry_replaced_delta(first.body, second.body);
+  const auto& replaced = second.body.at("delta").at("replaced").as_array();
+  ASSERT_EQ(replaced.size(), 2u);  // index 7 and pack 7
+  EXPECT_EQ(replaced[0].at("cid"), "QmIndex7");
+  EXPECT_TRUE(delta_pending(second));
+  // Pack 7 is still named by the new record: only index 7 goes, from the newest entry.
+  EXPECT_EQ(targets_of({second}), (std::vector<std::string>{"replaced/0:QmIndex7"}));
+  // Carried again by a third replacement, deleted ones are not.
+  auto third = delta_entry(7, 9, 9, {});
+  second.body["delta"].as_object()["replaced"].as_array()[1].as_object()["deleted_at"] = 3.0;
+  carry_replaced_delta(second.body, third.body);
+  std::vector<std::string> cids;
+  for (const auto& o : third.body.at("delta").at("replaced").as_array()) cids.emplace_back(o.at("cid").as_string());
+  EXPECT_EQ(cids, (std::vector<std::string>{"QmIndex8", "QmPack8", "QmIndex7"}));
+}
+
+TEST(HistoryDelta, NothingIsCarriedWhenTheObjectsAreTheSame) {
+  auto first = delta_entry(7, 7, 7, {"QmPack7"});
+  auto same = first;
+  carry_replaced_delta(first.body, same.body);
+  EXPECT_FALSE(same.body.at("delta").as_object().contains("replaced"));
+}
+
+}  // namespace
+}  // namespace carsync::core

@@ -219,3 +219,38 @@ TEST_F(HistoryStoreTest, AppendKeepsExistingDeletionAndRejectsMissingVersion) {
 
 }  // namespace
 }  // namespace carsync::io
+
+namespace carsync::io {
+namespace {
+
+json::object with_delta(std::int64_t version, std::string_view cid, std::string_view index, std::string_view pack) {
+  auto e = entry(version, cid);
+  e["delta"] = json::object{{"serial", 1},
+                            {"index", json::object{{"cid", index}, {"size", 1}}},
+                            {"pack", json::object{{"cid", pack}, {"size", 1}}},
+                            {"record_packs", json::array{pack}}};
+  return e;
+}
+
+TEST_F(HistoryStoreTest, ASecondPublishInTheSameSecondCarriesTheFirstsDeltaObjects) {
+  auto first = store.append(HistoryDir::sent, with_delta(1714742400, "QmSame", "QmIndexA", "QmPackA"), 1);
+  auto second = store.append(HistoryDir::sent, with_delta(1714742400, "QmSame", "QmIndexB", "QmPackB"), 2);
+  ASSERT_TRUE(first && second);
+  ASSERT_EQ(*first, *second);  // the reference's name: one file
+  const auto body = read_object(root / "sent" / *second);
+  const auto& replaced = body.at("delta").at("replaced").as_array();
+  ASSERT_EQ(replaced.size(), 2u);
+  EXPECT_EQ(replaced[0].at("cid"), "QmIndexA");
+  EXPECT_EQ(replaced[1].at("cid"), "QmPackA");
+  // Their deletion is recorded in place.
+  ASSERT_TRUE(store.record_delta_deletion(HistoryDir::sent, *second, "replaced/1", 5.0, std::nullopt));
+  ASSERT_TRUE(store.record_delta_deletion(HistoryDir::sent, *second, "index", std::nullopt, "store down"));
+  const auto after = read_object(root / "sent" / *second);
+  EXPECT_EQ(after.at("delta").at("replaced").at(1).at("deleted_at"), 5.0);
+  EXPECT_EQ(after.at("delta").at("index").at("deletion_error"), "store down");
+  EXPECT_FALSE(store.record_delta_deletion(HistoryDir::sent, *second, "replaced/9", 5.0, std::nullopt));
+  EXPECT_FALSE(store.record_delta_deletion(HistoryDir::sent, *second, "replaced/x", 5.0, std::nullopt));
+}
+
+}  // namespace
+}  // namespace carsync::io
