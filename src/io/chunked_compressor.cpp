@@ -2,7 +2,7 @@
 
 #include "io/compute_pool.hpp"
 #include "io/ordered_window.hpp"
-#include "io/parallel_gzip.hpp"  // looks_incompressible
+#include "io/parallel_gzip.hpp"  // looks_incompressible, the gzip member framing
 #include "io/sha256.hpp"
 
 #include <zlib.h>
@@ -107,8 +107,7 @@ struct Frame final : OrderedWindow::Job {
     } end{&s};
     constexpr std::size_t header_bytes = 10, trailer_bytes = 8;
     out.resize(header_bytes + deflateBound(&s, static_cast<uLong>(in.size())) + trailer_bytes);
-    const std::array<std::uint8_t, header_bytes> header{
-        0x1f, 0x8b, 8, 0, 0, 0, 0, 0, static_cast<std::uint8_t>(level == 9 ? 2 : level == 1 ? 4 : 0), 3};
+    const auto header = gzip_header(level);
     std::copy(header.begin(), header.end(), reinterpret_cast<std::uint8_t*>(out.data()));
     s.next_in = const_cast<Bytef*>(data);
     s.avail_in = static_cast<uInt>(in.size());
@@ -124,13 +123,8 @@ struct Frame final : OrderedWindow::Job {
       }
     }
     const std::size_t body = header_bytes + s.total_out;
-    const auto crc = static_cast<std::uint32_t>(crc32_z(0, data, in.size()));
-    const auto isize = static_cast<std::uint32_t>(in.size());
-    auto* t = reinterpret_cast<std::uint8_t*>(out.data()) + body;
-    for (int i = 0; i < 4; ++i) {
-      t[i] = static_cast<std::uint8_t>(crc >> (8 * i));
-      t[4 + i] = static_cast<std::uint8_t>(isize >> (8 * i));
-    }
+    const auto trailer = gzip_trailer(static_cast<std::uint32_t>(crc32_z(0, data, in.size())), in.size());
+    std::copy(trailer.begin(), trailer.end(), reinterpret_cast<std::uint8_t*>(out.data()) + body);
     out.resize(body + trailer_bytes);
   }
 

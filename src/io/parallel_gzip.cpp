@@ -22,6 +22,20 @@ constexpr std::size_t dictionary_bytes = 32 * 1024;
 
 }  // namespace
 
+std::array<std::uint8_t, 10> gzip_header(int level) noexcept {
+  // ID1 ID2 CM=deflate FLG=0 MTIME=0, XFL (2: slowest, 4: fastest), OS=3.
+  return {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, static_cast<std::uint8_t>(level == 9 ? 2 : level == 1 ? 4 : 0), 3};
+}
+
+std::array<std::uint8_t, 8> gzip_trailer(std::uint32_t crc, std::uint64_t size) noexcept {
+  std::array<std::uint8_t, 8> t{};  // little-endian
+  for (int i = 0; i < 4; ++i) {
+    t[i] = static_cast<std::uint8_t>(crc >> (8 * i));
+    t[4 + i] = static_cast<std::uint8_t>(size >> (8 * i));
+  }
+  return t;
+}
+
 bool looks_incompressible(std::span<const std::byte> block) noexcept {
   constexpr double threshold = 7.995;
   if (block.size() < 64 * 1024) return false;
@@ -167,23 +181,14 @@ Result<void> ParallelGzip::submit(bool last) {
 Result<void> ParallelGzip::emit(const Block& b) {
   if (!b.error.empty()) return fail(make_error(errc::io_failure, "gzip: " + b.error));
   if (!header_sent_) {
-    // ID1 ID2 CM=deflate FLG=0 MTIME=0 (not stored: the bytes depend on the input only)
-    // XFL (2: slowest, 4: fastest, as gzip sets it) OS=3 (Unix).
-    const int level = level_;
-    const std::array<std::uint8_t, 10> header{0x1f, 0x8b, 8, 0, 0, 0, 0, 0,
-                                              static_cast<std::uint8_t>(level == 9 ? 2 : level == 1 ? 4 : 0), 3};
+    const auto header = gzip_header(level_);
     if (auto r = output(std::as_bytes(std::span(header))); !r) return r;
     header_sent_ = true;
   }
   if (auto r = output(b.out); !r) return r;
   crc_ = static_cast<std::uint32_t>(crc32_combine(crc_, b.crc, static_cast<z_off_t>(b.size())));
   if (b.last) {
-    // CRC-32 and the input size modulo 2^32, little-endian.
-    std::array<std::uint8_t, 8> trailer{};
-    for (int i = 0; i < 4; ++i) {
-      trailer[i] = static_cast<std::uint8_t>(crc_ >> (8 * i));
-      trailer[4 + i] = static_cast<std::uint8_t>(total_in_ >> (8 * i));
-    }
+    const auto trailer = gzip_trailer(crc_, total_in_);
     if (auto r = output(std::as_bytes(std::span(trailer))); !r) return r;
   }
   return {};

@@ -15,6 +15,7 @@
 #include "io/ordered_window.hpp"
 #include "io/stream_compressor.hpp"
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -34,6 +35,12 @@ class ComputePool;
 // up to n = 32 KiB, so content deflate could shrink is always deflated. Blocks under 64 KiB
 // are never judged (their estimate is too noisy).
 bool looks_incompressible(std::span<const std::byte> block) noexcept;
+
+// A gzip member's framing as carsync writes it (RFC 1952), shared with the chunked archive's
+// members: the 10-byte header (no name, MTIME 0 so the bytes depend on the input only, XFL
+// as gzip sets it for `level`, OS Unix) and the 8-byte trailer (CRC-32, size mod 2^32).
+std::array<std::uint8_t, 10> gzip_header(int level) noexcept;
+std::array<std::uint8_t, 8> gzip_trailer(std::uint32_t crc, std::uint64_t size) noexcept;
 
 struct ParallelGzipOptions {
   int level = 6;                          // zlib level, 0-9
