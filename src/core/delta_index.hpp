@@ -6,9 +6,11 @@
 // lacked, concatenated). A consumer holding an earlier archive (its base) fetches the index,
 // the packs holding the frames it lacks, and reassembles the new archive byte for byte.
 //
-// A chunk is named by the SHA-256 of its frame (the compressed bytes): frames are
-// deterministic for a given codec and level, so an unchanged chunk keeps its id, and a frame
-// fetched from a pack is verified by hashing it, without decompressing it.
+// A chunk is named by the XXH3-128 of its frame (the compressed bytes; io/frame_id.hpp, in
+// the first 16 bytes of the id): frames are deterministic for a given codec and level, so an
+// unchanged chunk keeps its id, and a frame fetched from a pack is checked by hashing it,
+// without decompressing it. Integrity rests on SHA-256: of every pack (the record names it)
+// and of the whole reassembled archive.
 //
 // Index file (little-endian; fixed-size fields so that parsing is bounds checks only):
 //   header (128 bytes):
@@ -50,7 +52,7 @@ enum class FrameCodec : std::uint32_t { gzip = 1, zstd = 2 };
 
 // One frame of an archive as the compressor produced it, in archive order.
 struct FrameInfo {
-  ChunkId id{};                  // SHA-256 of the frame's bytes
+  ChunkId id{};                  // io::frame_id of the frame's bytes
   std::uint32_t plain_size = 0;  // bytes of tar in the chunk
   std::uint32_t frame_size = 0;  // bytes of the compressed frame
   friend bool operator==(const FrameInfo&, const FrameInfo&) = default;

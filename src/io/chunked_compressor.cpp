@@ -2,6 +2,7 @@
 
 #include "io/compute_pool.hpp"
 #include "io/ordered_window.hpp"
+#include "io/frame_id.hpp"
 #include "io/parallel_gzip.hpp"  // looks_incompressible, the gzip member framing
 #include "io/sha256.hpp"
 
@@ -57,7 +58,7 @@ class CCtxCache {
   std::vector<CCtxPtr> free_;
 };
 
-// One chunk of plain tar and, once compressed, its frame and the frame's SHA-256.
+// One chunk of plain tar and, once compressed, its frame and the frame's id.
 struct Frame final : OrderedWindow::Job {
   std::vector<std::byte> in;
   core::FrameCodec codec = core::FrameCodec::gzip;
@@ -75,10 +76,8 @@ struct Frame final : OrderedWindow::Job {
       else
         gzip_member();
       if (error.empty()) {
-        // Hashed here, beside the compression, so the writer's thread only writes.
-        Sha256 h;
-        h.update(out);
-        id = h.finish();
+        // Named here, beside the compression, so the writer's thread only writes.
+        id = frame_id(out);
       }
     } catch (const std::bad_alloc&) {
       error = "out of memory";

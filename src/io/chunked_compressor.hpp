@@ -41,7 +41,7 @@ class ChunkedCompressor final : public StreamCompressor {
   Result<void> write(std::span<const std::byte> data) override;
   Result<void> finish() override;
 
-  // After finish(): every frame of the archive in order (id = SHA-256 of the frame's bytes,
+  // After finish(): every frame of the archive in order (id = io::frame_id of its bytes,
   // computed on the pool beside the compression). An empty stream gives one empty frame
   // (plain_size 0), so the output is still a valid .gz / .zst.
   const std::vector<core::FrameInfo>& frames() const noexcept;

@@ -1,5 +1,7 @@
 #include "io/delta_files.hpp"
 
+#include "io/frame_id.hpp"
+
 #include "core/delta_error.hpp"
 #include "io/secure_fs.hpp"
 #include "io/unique_fd.hpp"
@@ -437,7 +439,7 @@ Result<FileSeal> reassemble(const AssembleInput& in, const std::filesystem::path
     const auto& entry = next.chunks[i];
     const std::string name = "frame " + std::to_string(i);
     const int src = s.from_base ? base.fd.get() : pack_of(s.pack_serial)->file.fd.get();
-    Sha256 frame_hash;
+    FrameIdHasher frame_hash;
     if (!s.from_base) checker.start(std::uint64_t{entry.plain_size} + 1);
     for (std::uint64_t done = 0; done < entry.frame_size;) {
       const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), entry.frame_size - done));

@@ -49,7 +49,7 @@ Result<core::DeltaIndex> read_index(const std::filesystem::path& file, const std
 // Writes the archive `next` describes to `out` (O_EXCL, 0600) from the base archive and the
 // fetched packs, as `plan` (core::plan_fetch, mode delta) says. Before a byte is written
 // every pack is checked against its PackRef (size; SHA-256 while it is read). Every frame
-// taken from a pack is hashed and must equal its chunk id (frame_mismatch) and must
+// taken from a pack is hashed (io::frame_id) and must equal its chunk id (frame_mismatch) and must
 // decompress to exactly its entry's plain size (frame_size_mismatch; decompression stops at
 // that size + 1, so a frame that would expand further costs nothing). Base frames are covered
 // by the whole archive's hash, which must equal `expected` (archive_mismatch). Memory: one

@@ -9,6 +9,7 @@
 #include "core/delta_error.hpp"
 #include "core/delta_index.hpp"
 #include "io/delta_files.hpp"
+#include "io/frame_id.hpp"
 
 #include "fuzz_support.hpp"
 
@@ -90,7 +91,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   core::DeltaIndex next;
   next.codec = codec;
   next.serial = 1;
-  next.chunks = {{sha, plain, static_cast<std::uint32_t>(frame_size), 1, 0}};
+  next.chunks = {{io::frame_id(std::span(reinterpret_cast<const std::byte*>(frame), frame_size)), plain,
+                  static_cast<std::uint32_t>(frame_size), 1, 0}};
   next.archive_size = frame_size;
   next.plain_size = plain;
   next.archive_sha256 = sha;

@@ -4,6 +4,7 @@
 #include "io/archive_writer.hpp"
 #include "io/compute_pool.hpp"
 #include "io/parallel_gzip.hpp"
+#include "io/frame_id.hpp"
 #include "io/sha256.hpp"
 #include "support/pool_blocker.hpp"
 #include "support/temp_dir.hpp"
@@ -75,6 +76,8 @@ Output compress(const std::string& input, ChunkedOptions opts) {
   return o;
 }
 
+std::span<const std::byte> as_bytes(std::string_view s) { return std::as_bytes(std::span(s.data(), s.size())); }
+
 Sha256Digest sha256(std::string_view s) {
   Sha256 h;
   h.update(std::as_bytes(std::span(s.data(), s.size())));
@@ -130,7 +133,7 @@ void expect_frames_of(const Output& o, const std::string& input, FrameCodec code
     const auto& f = o.frames[i];
     ASSERT_LE(at + f.frame_size, o.bytes.size());
     const auto frame = std::string_view(o.bytes).substr(at, f.frame_size);
-    EXPECT_EQ(f.id, sha256(frame)) << i;
+    EXPECT_EQ(f.id, frame_id(as_bytes(frame))) << i;
     if (!cuts.empty()) {
       EXPECT_EQ(f.plain_size, cuts[i]) << i;
     }
@@ -376,7 +379,7 @@ void expect_seal_tiles_file(const ArchiveSeal& seal, const std::filesystem::path
   std::uint64_t at = 0, plain = 0;
   for (const auto& f : seal.frames) {
     ASSERT_LE(at + f.frame_size, bytes.size());
-    EXPECT_EQ(f.id, sha256(std::string_view(bytes).substr(at, f.frame_size)));
+    EXPECT_EQ(f.id, frame_id(as_bytes(std::string_view(bytes).substr(at, f.frame_size))));
     EXPECT_LE(f.plain_size, core::chunker_v1.max_size);
     at += f.frame_size;
     plain += f.plain_size;

@@ -7,6 +7,7 @@
 #include "io/delta_files.hpp"
 
 #include "core/delta_index.hpp"
+#include "io/frame_id.hpp"
 #include "io/sha256.hpp"
 #include "support/temp_dir.hpp"
 
@@ -116,7 +117,7 @@ class Chain {
     for (int label : labels) {
       const Bytes plain = content(label);
       const Bytes frame = frame_of(codec_, plain);
-      frames.push_back({sha_of(frame), static_cast<std::uint32_t>(plain.size()), static_cast<std::uint32_t>(frame.size())});
+      frames.push_back({frame_id(frame), static_cast<std::uint32_t>(plain.size()), static_cast<std::uint32_t>(frame.size())});
       archive.insert(archive.end(), frame.begin(), frame.end());
     }
     const std::uint64_t serial = versions_.size() + 1;
@@ -370,7 +371,7 @@ TEST_P(DeltaFiles, ADecompressionBombStopsAtItsDeclaredSize) {
   core::DeltaIndex next;
   next.codec = GetParam();
   next.serial = 1;
-  next.chunks = {{sha_of(bomb), 1000, static_cast<std::uint32_t>(bomb.size()), 1, 0}};
+  next.chunks = {{frame_id(bomb), 1000, static_cast<std::uint32_t>(bomb.size()), 1, 0}};
   next.archive_size = bomb.size();
   core::FetchPlan plan;
   plan.mode = core::FetchMode::delta;
@@ -398,7 +399,7 @@ TEST_P(DeltaFiles, AFrameOfTwoMembersOrGarbageIsRefused) {
     core::DeltaIndex next;
     next.codec = GetParam();
     next.serial = 1;
-    next.chunks = {{sha_of(frame), plain, static_cast<std::uint32_t>(frame.size()), 1, 0}};
+    next.chunks = {{frame_id(frame), plain, static_cast<std::uint32_t>(frame.size()), 1, 0}};
     next.archive_size = frame.size();
     core::FetchPlan plan;
     plan.mode = core::FetchMode::delta;
@@ -422,7 +423,7 @@ Result<FileSeal> reassemble_one_frame(const Bytes& frame, FrameCodec codec, std:
   core::DeltaIndex next;
   next.codec = codec;
   next.serial = 1;
-  next.chunks = {{sha_of(frame), plain, static_cast<std::uint32_t>(frame.size()), 1, 0}};
+  next.chunks = {{frame_id(frame), plain, static_cast<std::uint32_t>(frame.size()), 1, 0}};
   next.archive_size = frame.size();
   core::FetchPlan plan;
   plan.mode = core::FetchMode::delta;
