@@ -5,12 +5,15 @@ figure carsync carries in its events and history entries; never from log wording
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -128,6 +131,33 @@ class EventStream:
         except OSError:
             pass
         self.conn.close()
+
+
+def metrics(sock, timeout=30):
+    """GET /metrics (Prometheus text): {(name, ((label, value), ...sorted)): value}."""
+    conn = UnixHTTPConnection(sock, timeout)
+    try:
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        text = r.read().decode()
+        if r.status != 200:
+            raise RuntimeError(f"/metrics answered {r.status}")
+    finally:
+        conn.close()
+    out = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m:
+            labels = tuple(sorted((k, v.replace('\\"', '"').replace("\\\\", "\\"))
+                                  for k, v in _LABEL.findall(m.group(3) or "")))
+            out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    """The sum of name's series whose labels include every given one (0 when none)."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
 def proc_status(pid):

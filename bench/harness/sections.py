@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 
-from node import Daemon, Devnode, api, cpu_seconds, io_read, proc_status, reset_peak_rss
-from workload import App, fill_mixed, fill_random, node_config
+from node import Daemon, Devnode, api, cpu_seconds, io_read, metric, metrics, proc_status, reset_peak_rss
+from workload import (App, fill_delta_volume, fill_mixed, fill_random, node_config,
+                      replace_random, write_log)
 
 MiB = 1 << 20
 # Through devnode a consumer learns of a new record by polling CStore: the shortest period
@@ -578,3 +579,375 @@ def section_archive(ctx, res):
     for name, u, p in (("tar.gz", gz_u, gz_p), ("tar.zst", zs_u, zs_p)):
         res.cmp("archive", f"build {name} io_uring engine", u, "s", "same, portable engine", p,
                 target="io_uring no slower, or portable the default", met=(u <= p or DEFAULT_ENGINE == "portable") if full else None)
+
+
+# ---------------------------------------------------------------- delta transfer (issue 12)
+
+SYNC_HKEY = "CHAINSTORE_SYNC"  # the hkey of sync records (spec §3)
+
+
+def record_of(ctx, store, key):
+    """The record under key as the embedded store holds it now (`carsync kv hget`)."""
+    r = subprocess.run([ctx.carsync, "--data-dir", store, "kv", "hget", SYNC_HKEY, key], capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"carsync kv hget {SYNC_HKEY} {key} failed ({r.returncode}): {r.stderr.strip()}")
+    rec = json.loads(r.stdout)
+    return json.loads(rec) if isinstance(rec, str) else rec
+
+
+def published_delta(ctx, store, p, tl):
+    """The "delta" field of the record p just published (tl: publish_and_wait's), or None."""
+    rec = record_of(ctx, store, p.key)
+    if rec.get("cid") != tl["cid"]:
+        raise RuntimeError(f"{p.id}: the store's record names {rec.get('cid')}, not the published {tl['cid']}")
+    return rec.get("delta")
+
+
+def own_pack(delta):
+    """The pack of the record's own version (serial == the field's serial), or None."""
+    for pk in (delta or {}).get("packs", []):
+        if pk["serial"] == delta["serial"]:
+            return pk
+    return None
+
+
+def received_transfer(d, c, cid):
+    """The "transfer" of consumer c's newest received-history entry (control API), which must
+    be the apply of cid."""
+    status, body = api(d.sock, "GET", f"/v1/instances/{c.id}/history?dir=received&limit=1")
+    if status != 200 or not (body or {}).get("received"):
+        raise RuntimeError(f"{c.id}: GET history answered {status}: {body}")
+    e = body["received"][-1]
+    if e.get("cid") != cid:
+        raise RuntimeError(f"{c.id}: the newest received entry names {e.get('cid')}, not {cid}")
+    if not isinstance(e.get("transfer"), dict):
+        raise RuntimeError(f"{c.id}: the received entry of {cid} has no transfer")
+    return e["transfer"]
+
+
+def wait_applied(d, c, since, cid, t0, timeout):
+    """Waits until consumer c (in daemon d) reports cid as its last_apply, from event index
+    `since`; fails at once if it quarantines the CID or halts. Returns seconds from t0 of:
+    download_start (entering downloading), downloaded (entering scanning or applying) and
+    applied; apply_s = applied - download_start, download_s = the downloading phase."""
+    ev = d.events
+
+    def done(e):
+        r = e.first(c.id, since, lambda s: (s.get("last_apply") or {}).get("cid") == cid)
+        if r:
+            return r
+        bad = e.first(c.id, since, lambda s: (s.get("quarantine") or {}).get("cid") == cid or s.get("halted"))
+        if bad:
+            raise RuntimeError(f"{c.id} did not apply {cid}: error {bad[1].get('error')}, "
+                               f"quarantine {bad[1].get('quarantine')}, halted {bad[1].get('halted')}")
+        return None
+    t_app, _ = ev.wait(done, timeout, f"{c.id} apply of {cid}")
+    dl = ev.first(c.id, since, lambda s: s["phase"] == "downloading")
+    sc = ev.first(c.id, since, lambda s: s["phase"] in ("scanning", "applying"))
+    return {"applied": t_app - t0, "download_start": (dl[0] - t0) if dl else None,
+            "downloaded": (sc[0] - t0) if sc else None,
+            "apply_s": (t_app - dl[0]) if dl else None, "download_s": (sc[0] - dl[0]) if (dl and sc) else None}
+
+
+def publish_delta(dp, p, seq, waits, timeout):
+    """p's request in provider daemon dp, then each (daemon, consumer) of waits applying it.
+    The timeline of publish_and_wait plus cpu_s (dp's utime+stime from the request to the
+    durable publish: dp runs no consumer) and consumers[id] (wait_applied's, from the request)."""
+    marks = [(d, c, d.events.mark(c.id)) for d, c in waits]
+    c0 = cpu_seconds(dp.pid)
+    tl = publish_and_wait(dp, p, seq, timeout)
+    tl["cpu_s"] = cpu_seconds(dp.pid) - c0
+    tl["consumers"] = {c.id: wait_applied(d, c, m, tl["cid"], tl["t0"], timeout) for d, c, m in marks}
+    return tl
+
+
+def fetched_metrics(d, c):
+    """carsync_fetched_bytes_total of c by mode and its carsync_delta_saved_bytes_total."""
+    m = metrics(d.sock)
+    return {"delta": metric(m, "carsync_fetched_bytes_total", instance=c.id, mode="delta"),
+            "full": metric(m, "carsync_fetched_bytes_total", instance=c.id, mode="full"),
+            "saved": metric(m, "carsync_delta_saved_bytes_total", instance=c.id)}
+
+
+def add_instance(d, app):
+    """POST /v1/instances: app runs in d from now (its earlier state, if any, resumes)."""
+    status, body = api(d.sock, "POST", "/v1/instances", app.instance())
+    if status != 201:
+        raise RuntimeError(f"POST /v1/instances {app.id} answered {status}: {body}")
+
+
+def remove_instance(d, app):
+    """DELETE /v1/instances/{id} without delete_state: app stops; its state (base) stays."""
+    status, body = api(d.sock, "DELETE", f"/v1/instances/{app.id}")
+    if status != 200:
+        raise RuntimeError(f"DELETE /v1/instances/{app.id} answered {status}: {body}")
+
+
+def section_delta(ctx, res):
+    """Delta transfer (issue 12, point 5) on the embedded store, shared by two carsyncd
+    (backend.store_dir): `delta-prov` runs every provider, `delta-cons` every consumer, so each
+    daemon's CPU and peak RSS is one side's. The consumers of the 1 GiB record are added through
+    the control API, so they can be removed (state kept) and added back.
+      case 1  ~1 GiB mixed volume (fill_mixed plus six incompressible 10 MiB shards); v1 is
+              published and applied (full: no base), one shard is replaced, v2: the consumer's
+              fetched bytes over the archive's (its received history's "transfer").
+      case 2  a 100 MiB log file, then 1 MiB of log lines appended: fetched bytes of v2.
+      case 3  the delta consumer removed while 5 versions are published (each replacing another
+              shard), then added back: fetched bytes against the 5 versions' own packs plus the
+              last index, as the records' "delta" fields (carsync kv hget) named them.
+      case 4  delta-prov's CPU seconds for v2 of case 1 against a SYNC.DELTA false provider
+              publishing the same volume (plain tar.zst) right after it; publish wall times.
+      case 5  the delta consumer's apply (entering downloading -> last_apply, from events)
+              against a SYNC.DELTA false consumer's on the same record (removed while v2 is
+              published, added back once the delta apply is done: the two never share cores);
+              the downloading phase alone.
+      case 6  delta-cons's peak RSS (VmHWM reset before) over the delta applies of case 1 and
+              of case 2 (a 10x smaller volume), and over the full consumer's apply.
+    With tar.gz in ctx.delta_formats, case 1 also runs for a tar.gz provider on the volume."""
+    quick = ctx.quick
+    vol, change, shards = ctx.delta_volume, ctx.delta_change, 6
+    timeout = ctx.size_timeout(vol)
+    work = ctx.fresh_work("delta")
+    store = os.path.join(work, "store")
+    os.makedirs(store)
+    backend = {"kind": "local", "store_dir": store}
+    edge = os.path.join(work, "edge")
+    extra = {"DELTA_MIN_BYTES": 0} if quick else {}  # --quick volumes are below the 1 MiB default
+    gz = "tar.gz" in ctx.delta_formats
+    pd = App(edge, "prov-delta-zst", "delta-zst", "provider", "tar.zst", dict(extra))
+    pf = App(edge, "prov-plain-zst", "plain-zst", "provider", "tar.zst", {"DELTA": False})
+    pg = App(edge, "prov-delta-gz", "delta-gz", "provider", "tar.gz", dict(extra))
+    pl = App(edge, "prov-log", "delta-log", "provider", "tar.zst", dict(extra))
+    pf.data = pg.data = pd.data  # one volume: same data, same change for every format and mode
+    cd = App(edge, "cons-delta-zst", "delta-zst", "consumer", "tar.zst", dict(POLL))
+    cf = App(edge, "cons-full-zst", "delta-zst", "consumer", "tar.zst", {**POLL, "DELTA": False})
+    cg = App(edge, "cons-delta-gz", "delta-gz", "consumer", "tar.gz", dict(POLL))
+    cl = App(edge, "cons-log", "delta-log", "consumer", "tar.zst", dict(POLL))
+    provs = [pd, pf, pl] + ([pg] if gz else [])
+    cons = [cl] + ([cg] if gz else [])  # in the file; cd and cf come through the API
+    dp = Daemon(ctx.carsyncd, work, node_config(work, provs, backend, "delta-prov"), "delta-prov")
+    dc = Daemon(ctx.carsyncd, work, node_config(work, cons, backend, "delta-cons"), "delta-cons")
+    f = {}  # the figures, for the comparisons and the plot
+    mib = lambda n: n / MiB
+    try:
+        for d, apps in ((dp, provs), (dc, cons)):
+            d.start()
+            d.wait_idle([a.id for a in apps])
+        for c in (cd, cf):
+            add_instance(dc, c)
+        dc.wait_idle([cd.id, cf.id])
+
+        # case 2: a log file and an append
+        log_file = os.path.join(pl.data, "app.log")
+        t = time.time()
+        write_log(log_file, ctx.delta_log, 1)
+        log(f"delta: {mib(ctx.delta_log):g} MiB log written in {time.time() - t:.1f} s")
+        publish_delta(dp, pl, 1, [(dc, cl)], timeout)
+        write_log(log_file, ctx.delta_append, 2, "a")
+        reset = reset_peak_rss(dc.pid)
+        t2 = publish_delta(dp, pl, 2, [(dc, cl)], timeout)
+        f["log_hwm"] = proc_status(dc.pid)["VmHWM"] if reset else None
+        f["log_transfer"] = received_transfer(dc, cl, t2["cid"])
+        f["log_delta"] = published_delta(ctx, store, pl, t2)
+        tr = f["log_transfer"]
+        log(f"delta: case 2: {mib(ctx.delta_append):g} MiB appended to {mib(ctx.delta_log):g} MiB: {tr['mode']}, "
+            f"fetched {tr['fetched_bytes']:,} B of {tr['archive_bytes']:,} B"
+            + (f" (fallback {tr['fallback']})" if tr.get("fallback") else ""))
+
+        # case 1, v1: every provider publishes the volume; every consumer applies (full: no base)
+        t = time.time()
+        paths = fill_delta_volume(pd.data, vol, 1, shards, change)
+        log(f"delta: {mib(vol):g} MiB volume written in {time.time() - t:.1f} s")
+        v1 = {"zst": publish_delta(dp, pd, 1, [(dc, cd), (dc, cf)], timeout)}
+        v1["plain"] = publish_delta(dp, pf, 1, [], timeout)
+        if gz:
+            v1["gz"] = publish_delta(dp, pg, 1, [(dc, cg)], timeout)
+        f["v1_transfer"] = received_transfer(dc, cd, v1["zst"]["cid"])
+        f["v1"] = v1
+        log("delta: v1 published: " + ", ".join(f"{k} {v['size'] / 1e6:.1f} MB in {v['published']:.2f} s "
+                                                 f"({v['cpu_s']:.2f} CPU s)" for k, v in v1.items()))
+        remove_instance(dc, cf)  # the full consumer comes back for v2 once the delta apply is done
+
+        # case 1, v2: one shard replaced
+        replace_random(paths[0])
+        reset = reset_peak_rss(dc.pid)
+        v2 = publish_delta(dp, pd, 2, [(dc, cd)], timeout)
+        f["hwm"] = proc_status(dc.pid)["VmHWM"] if reset else None
+        f["transfer"] = received_transfer(dc, cd, v2["cid"])
+        f["delta"] = published_delta(ctx, store, pd, v2)
+        f["metrics"] = fetched_metrics(dc, cd)
+        v2_plain = publish_delta(dp, pf, 2, [], timeout)
+        f["v2"], f["v2_plain"] = v2, v2_plain
+        tr, dl = f["transfer"], v2["consumers"][cd.id]
+        log(f"delta: case 1 v2: {tr['mode']}, fetched {tr['fetched_bytes']:,} B of {tr['archive_bytes']:,} B "
+            f"({100 * tr['fetched_bytes'] / tr['archive_bytes']:.2f} %)"
+            + (f" (fallback {tr['fallback']})" if tr.get("fallback") else "")
+            + f"; publish {v2['published']:.2f} s / {v2['cpu_s']:.2f} CPU s vs plain {v2_plain['published']:.2f} s / "
+              f"{v2_plain['cpu_s']:.2f} CPU s; apply {dl['apply_s']:.2f} s")
+
+        # case 5: the full consumer on the same record, alone on the machine
+        reset = reset_peak_rss(dc.pid)
+        mark = dc.events.mark(cf.id)
+        t = time.time()
+        add_instance(dc, cf)
+        full = wait_applied(dc, cf, mark, v2["cid"], t, timeout)
+        f["full"] = full
+        f["full_hwm"] = proc_status(dc.pid)["VmHWM"] if reset else None
+        f["full_transfer"] = received_transfer(dc, cf, v2["cid"])
+        remove_instance(dc, cf)
+        log(f"delta: case 5: full consumer apply {full['apply_s']:.2f} s (downloading {full['download_s']:.2f} s), "
+            f"delta {dl['apply_s']:.2f} s (downloading {dl['download_s']:.2f} s)")
+
+        if gz:
+            v2g = publish_delta(dp, pg, 2, [(dc, cg)], timeout)
+            f["gz"] = {"v1": v1["gz"], "v2": v2g, "transfer": received_transfer(dc, cg, v2g["cid"]),
+                       "delta": published_delta(ctx, store, pg, v2g)}
+            tr = f["gz"]["transfer"]
+            log(f"delta: case 1 tar.gz v2: {tr['mode']}, fetched {tr['fetched_bytes']:,} B of "
+                f"{tr['archive_bytes']:,} B" + (f" (fallback {tr['fallback']})" if tr.get("fallback") else ""))
+
+        # case 3: the delta consumer away for 5 versions
+        remove_instance(dc, cd)
+        skipped = []
+        for i in range(1, 6):
+            replace_random(paths[i])
+            tl = publish_delta(dp, pd, 2 + i, [], timeout)
+            delta = published_delta(ctx, store, pd, tl)
+            skipped.append({"cid": tl["cid"], "size": tl["size"], "delta": delta, "pack": own_pack(delta)})
+        mark = dc.events.mark(cd.id)
+        t = time.time()
+        add_instance(dc, cd)
+        back = wait_applied(dc, cd, mark, skipped[-1]["cid"], t, timeout)
+        f["skip"] = {"versions": skipped, "transfer": received_transfer(dc, cd, skipped[-1]["cid"]), "apply": back}
+        tr = f["skip"]["transfer"]
+        log(f"delta: case 3: after 5 skipped versions: {tr['mode']}, fetched {tr['fetched_bytes']:,} B of "
+            f"{tr['archive_bytes']:,} B" + (f" (fallback {tr['fallback']})" if tr.get("fallback") else ""))
+    finally:
+        for d in (dp, dc):
+            d.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    ctx.delta = f
+    delta_report(ctx, res, f)
+
+
+def delta_report(ctx, res, f):
+    judge = not ctx.quick
+    vol_label = f"{ctx.delta_volume / MiB:g} MiB" if ctx.delta_volume < 1 << 30 else f"{ctx.delta_volume / (1 << 30):g} GiB"
+    chg_label = f"{ctx.delta_change / MiB:g} MiB" if ctx.delta_change >= MiB else f"{ctx.delta_change // 1024} KiB"
+    log_label = f"{ctx.delta_log / MiB:g} MiB"
+    app_label = f"{ctx.delta_append / MiB:g} MiB" if ctx.delta_append >= MiB else f"{ctx.delta_append // 1024} KiB"
+
+    def transfer_rows(case, tr, **params):
+        for k in ("fetched_bytes", "archive_bytes"):
+            res.add("delta", k, tr[k], "B", case=case, mode=tr["mode"], fallback=tr.get("fallback", ""), **params)
+
+    def mode_note(tr):
+        return "" if tr["mode"] == "delta" else f" [fetched in full: {tr.get('fallback') or 'no delta'}]"
+
+    # case 1
+    cases = [("tar.zst", f["transfer"], f["delta"])]
+    if "gz" in f:
+        cases.append(("tar.gz", f["gz"]["transfer"], f["gz"]["delta"]))
+    for fmt, tr, delta in cases:
+        transfer_rows("1", tr, format=fmt, volume=vol_label, change=chg_label)
+        if delta:
+            res.add("delta", "index_bytes", delta["index"]["size"], "B", case="1", format=fmt)
+            pk = own_pack(delta)
+            res.add("delta", "pack_bytes", pk["size"] if pk else 0, "B", case="1", format=fmt)
+        ok = tr["mode"] == "delta" and tr["fetched_bytes"] <= 0.03 * tr["archive_bytes"]
+        res.cmp("delta", f"case 1 {fmt}: v2 fetched, one {chg_label} file replaced in {vol_label}{mode_note(tr)}",
+                tr["fetched_bytes"] / 1e6, "MB", "v2 full archive", tr["archive_bytes"] / 1e6,
+                target="<= 3 % of the archive (ratio <= 0.03)", met=ok if judge else None)
+    v1 = f["v1_transfer"]
+    transfer_rows("1 v1 (no base)", v1, format="tar.zst")
+    m = f["metrics"]
+    res.add("delta", "metric_fetched_bytes_delta", m["delta"], "B", case="1", consumer="cons-delta-zst")
+    res.add("delta", "metric_fetched_bytes_full", m["full"], "B", case="1", consumer="cons-delta-zst")
+    res.add("delta", "metric_delta_saved_bytes", m["saved"], "B", case="1", consumer="cons-delta-zst")
+    # The metrics after v1 (full: no base) and v2 must agree with the two received entries.
+    want = {"delta": 0, "full": v1["fetched_bytes"]}
+    want[f["transfer"]["mode"]] += f["transfer"]["fetched_bytes"]
+    for mode in ("delta", "full"):
+        if m[mode] != want[mode]:
+            res.notes.append(f"delta: carsync_fetched_bytes_total{{mode={mode}}} of cons-delta-zst is {m[mode]:.0f} B, "
+                             f"its received history's entries sum to {want[mode]} B")
+
+    # case 2
+    tr = f["log_transfer"]
+    transfer_rows("2", tr, log=log_label, appended=app_label)
+    if f["log_delta"]:
+        res.add("delta", "index_bytes", f["log_delta"]["index"]["size"], "B", case="2")
+        pk = own_pack(f["log_delta"])
+        res.add("delta", "pack_bytes", pk["size"] if pk else 0, "B", case="2")
+    res.cmp("delta", f"case 2: v2 fetched, {app_label} appended to a {log_label} log{mode_note(tr)}",
+            tr["fetched_bytes"] / MiB, "MiB", "v2 full archive", tr["archive_bytes"] / MiB,
+            target="<= 2 MiB fetched", met=(tr["mode"] == "delta" and tr["fetched_bytes"] <= 2 * MiB) if judge else None)
+
+    # case 3
+    sk = f["skip"]
+    tr = sk["transfer"]
+    packs = [v["pack"]["size"] if v["pack"] else None for v in sk["versions"]]
+    last_index = sk["versions"][-1]["delta"]["index"]["size"] if sk["versions"][-1]["delta"] else None
+    bound = None if (None in packs or last_index is None) else sum(packs) + last_index
+    for i, v in enumerate(sk["versions"]):
+        res.add("delta", "pack_bytes", packs[i] or 0, "B", case="3", version=3 + i, archive_bytes=v["size"])
+    res.add("delta", "index_bytes", last_index or 0, "B", case="3", version=7)
+    transfer_rows("3", tr, skipped=5)
+    if bound is not None:
+        res.add("delta", "bound_bytes", bound, "B", case="3")
+    res.cmp("delta", f"case 3: fetched after skipping 5 versions (each one {chg_label} file){mode_note(tr)}",
+            tr["fetched_bytes"] / 1e6, "MB", "the 5 versions' packs + the last index (records)",
+            bound / 1e6 if bound else None, target="<= sum of the 5 deltas + one index (ratio <= 1)",
+            met=(tr["mode"] == "delta" and bound is not None and tr["fetched_bytes"] <= bound) if judge else None)
+    res.cmp("delta", "case 3: fetched after skipping 5 versions", tr["fetched_bytes"] / 1e6, "MB",
+            "full archive", tr["archive_bytes"] / 1e6)
+
+    # case 4
+    v2, plain = f["v2"], f["v2_plain"]
+    for name, tl in (("delta", v2), ("plain", plain)):
+        res.add("delta", "publish_cpu_s", tl["cpu_s"], "s", case="4", provider=name, version=2)
+        res.add("delta", "publish_s", tl["published"], "s", case="4", provider=name, version=2)
+        res.add("delta", "archive_bytes", tl["size"], "B", case="4", provider=name, version=2)
+    for name, tl in f["v1"].items():
+        res.add("delta", "publish_cpu_s", tl["cpu_s"], "s", case="4", provider=name, version=1)
+        res.add("delta", "publish_s", tl["published"], "s", case="4", provider=name, version=1)
+    res.cmp("delta", f"case 4: provider CPU, v2 publish of {vol_label} tar.zst, SYNC.DELTA true", v2["cpu_s"], "s",
+            "same, SYNC.DELTA false (plain tar.zst)", plain["cpu_s"], target="ratio <= 1.25",
+            met=(v2["cpu_s"] <= 1.25 * plain["cpu_s"]) if judge else None)
+    res.cmp("delta", "case 4: publish wall time (request -> durable publish), SYNC.DELTA true", v2["published"], "s",
+            "same, SYNC.DELTA false", plain["published"])
+    res.cmp("delta", "case 4: archive size, SYNC.DELTA true (chunked)", v2["size"] / 1e6, "MB",
+            "same, SYNC.DELTA false", plain["size"] / 1e6, target="<= 1.05x", met=(v2["size"] <= 1.05 * plain["size"]) if judge else None)
+
+    # case 5
+    dl, full = v2["consumers"]["cons-delta-zst"], f["full"]
+    for name, tl in (("delta", dl), ("full", full)):
+        for k in ("apply_s", "download_s"):
+            if tl.get(k) is not None:
+                res.add("delta", k, tl[k], "s", case="5", consumer=name)
+    res.add("delta", "publish_to_applied_s", dl["applied"], "s", case="5", consumer="delta")
+    transfer_rows("5 full consumer", f["full_transfer"])
+    res.cmp("delta", "case 5: consumer apply (downloading -> applied), v2 by delta", dl["apply_s"], "s",
+            "same record, SYNC.DELTA false consumer (full)", full["apply_s"], target="ratio <= 1.10",
+            met=(dl["apply_s"] <= 1.10 * full["apply_s"]) if judge else None)
+    if dl.get("download_s") is not None and full.get("download_s") is not None:
+        res.cmp("delta", "case 5: downloading phase alone (delta: index, packs, reassembly)", dl["download_s"], "s",
+                "same, full consumer", full["download_s"])
+    res.cmp("delta", "case 5: publish -> applied, v2 by delta", dl["applied"], "s", "publish alone (request -> durable)",
+            v2["published"])
+
+    # case 6
+    if f["hwm"]:
+        res.add("delta", "peak_rss", f["hwm"] / MiB, "MiB", case="6", apply="delta", volume=vol_label)
+        if f["log_hwm"]:
+            res.add("delta", "peak_rss", f["log_hwm"] / MiB, "MiB", case="6", apply="delta", volume=log_label)
+        res.add("delta", "peak_rss", f["full_hwm"] / MiB, "MiB", case="6", apply="full", volume=vol_label)
+        res.cmp("delta", f"case 6: consumer daemon peak RSS over the {vol_label} delta apply", f["hwm"] / MiB, "MiB",
+                f"same over the {log_label} log's delta apply", f["log_hwm"] / MiB if f["log_hwm"] else None,
+                target="tens of MiB (<= 64 MiB), independent of volume size",
+                met=(f["hwm"] / MiB <= 64) if judge else None)
+        res.cmp("delta", f"case 6: consumer daemon peak RSS, {vol_label} delta apply", f["hwm"] / MiB, "MiB",
+                "same over the full consumer's apply of that record", f["full_hwm"] / MiB)
+    else:
+        res.notes.append("delta: case 6 not measured (clear_refs not permitted: VmHWM cannot be reset)")
