@@ -1,5 +1,6 @@
 #include "io/archive_writer.hpp"
 
+#include "io/chunked_compressor.hpp"
 #include "io/parallel_gzip.hpp"
 #include "io/zstd_stream.hpp"
 
@@ -43,7 +44,17 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::create(const std::filesyst
 
   ArchiveWriter* self = w.get();  // the writer outlives its compressor (a member)
   ByteSink to_file = [self](std::span<const std::byte> bytes) { return self->write_file(bytes); };
-  if (opts.format == ArchiveFormat::tar_zst) {
+  if (opts.chunked) {
+    // The delta format: independent frames, one per content-defined chunk.
+    auto c = ChunkedCompressor::create(
+        ChunkedOptions{.codec = opts.format == ArchiveFormat::tar_zst ? core::FrameCodec::zstd : core::FrameCodec::gzip,
+                       .level = opts.level,
+                       .compute = opts.compute},
+        std::move(to_file));
+    if (!c) return c.error();
+    w->chunked_ = c->get();
+    w->compressor_ = std::move(*c);
+  } else if (opts.format == ArchiveFormat::tar_zst) {
     auto z = ZstdStream::create(opts.level, opts.compute, std::move(to_file));
     if (!z) return z.error();
     w->compressor_ = std::move(*z);
@@ -59,12 +70,14 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::create(const std::filesyst
     return w->archive_error("blocking");
   if (archive_write_open2(a, w.get(), nullptr, &ArchiveWriter::write_out, nullptr, nullptr) != ARCHIVE_OK)
     return w->archive_error("open");
+  w->opened_ = true;
   return w;
 }
 
 ArchiveWriter::~ArchiveWriter() {
   if (!a_) return;
-  if (!finished_) {
+  // A handle that was never opened (create() failed) is only freed: closing it crashes.
+  if (opened_ && !finished_) {
     // An abandoned archive (failed or cancelled build). Marking it failed makes close()
     // skip padding the open member to its announced size (up to gigabytes of zeros into a
     // file the caller is about to delete). close() must still run: only it releases the
@@ -178,7 +191,14 @@ Result<ArchiveSeal> ArchiveWriter::finish() {
   // close() sends the tar trailer through write_out; then the compressor ends its stream.
   if (archive_write_close(a_) != ARCHIVE_OK) return archive_error("close");
   if (auto r = compressor_->finish(); !r) return make_error(errc::io_failure, "archive close: " + r.error().message);
-  return ArchiveSeal{.size = written_, .sha256 = hash_.finish()};
+  ArchiveSeal seal;
+  seal.size = written_;
+  seal.sha256 = hash_.finish();
+  if (chunked_) {  // the delta format's frames, in archive order
+    seal.frames = chunked_->frames();
+    seal.plain_size = chunked_->plain_size();
+  }
+  return seal;
 }
 
 }  // namespace carsync::io

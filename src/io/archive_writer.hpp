@@ -27,6 +27,7 @@ struct archive;
 
 namespace carsync::io {
 
+class ChunkedCompressor;
 class ComputePool;
 
 struct ArchiveOptions {
@@ -83,7 +84,9 @@ class ArchiveWriter {
   Sha256 hash_;
   std::uint64_t written_ = 0;
   std::unique_ptr<StreamCompressor> compressor_;
+  ChunkedCompressor* chunked_ = nullptr;  // compressor_ when the archive is chunked
   std::optional<Error> compressor_error_;  // why write_out refused bytes
+  bool opened_ = false;    // archive_write_open2 succeeded
   bool finished_ = false;
   bool abandoned_ = false;  // being destroyed unfinished: nothing more is compressed
 };

@@ -53,8 +53,12 @@ Result<core::DeltaIndex> read_index(const std::filesystem::path& file, const std
 // decompress to exactly its entry's plain size (frame_size_mismatch; decompression stops at
 // that size + 1, so a frame that would expand further costs nothing). Base frames are covered
 // by the whole archive's hash, which must equal `expected` (archive_mismatch). Memory: one
-// copy buffer and the plan; never the archive. On any failure `out` is removed and the error
-// is in core::delta_category.
+// copy buffer and the plan; never the archive. On any failure `out` is removed (an `out` that
+// existed already is left alone and refused). Every fault of the inputs (a pack, a frame, the
+// base, the digest) is in core::delta_category: pack_mismatch for a pack missing, of another
+// size or SHA-256, or too short for a frame; base_unusable for a base missing or too short.
+// Writing `out` fails with the OS error (no fallback would do better), cancel with
+// errc::cancelled.
 struct AssembleInput {
   const std::filesystem::path* base_archive = nullptr;  // required when a source is from_base
   const core::DeltaIndex* next = nullptr;
@@ -81,7 +85,8 @@ class DeltaBase {
 
   // Makes `archive` (verified, its index `index_bytes`) the base: hard-linked when on the
   // same filesystem, else copied; index then archive renamed into place; the directory
-  // fsynced. `archive` itself is left where it is.
+  // fsynced. `archive` itself is left where it is; hard-linked, it shares the base's inode,
+  // so the caller may remove it but must not rewrite it in place.
   Result<void> install(const std::filesystem::path& archive, std::span<const std::byte> index_bytes);
 
   // Removes the base (delta disabled, or the instance removed).

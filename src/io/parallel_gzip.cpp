@@ -8,8 +8,6 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <condition_variable>
-#include <mutex>
 #include <new>
 #include <string>
 #include <utility>
@@ -39,19 +37,21 @@ bool looks_incompressible(std::span<const std::byte> block) noexcept {
   return bits >= threshold;
 }
 
-// One block's input and, once compressed, its output. The compressing thread writes the
-// results before it sets `done` (under Shared::mu); the writer reads them only after.
-struct ParallelGzip::Block {
+// One block's input and, once compressed, its output. The window runs it on one thread and
+// the writer reads the results only after (io/ordered_window.hpp).
+struct ParallelGzip::Block final : OrderedWindow::Job {
   std::vector<std::byte> in;  // [dictionary | data]
   std::size_t dict = 0;
   std::size_t length = 0;  // of the data, after the dictionary
   bool last = false;
+  int level = 6;
   std::vector<std::byte> out;
   std::uint32_t crc = 0;
   std::string error;  // empty: compressed
-  bool done = false;
 
   std::size_t size() const noexcept { return length; }
+
+  void run() noexcept override { compress(level); }
 
   void compress(int level) noexcept {
     try {
@@ -104,59 +104,19 @@ struct ParallelGzip::Block {
   }
 };
 
-// What the writer and the pool's jobs share. Jobs hold it by shared_ptr, so a job that
-// starts after the writer is gone finds the queue empty and returns.
-struct ParallelGzip::Shared {
-  explicit Shared(int l) : level(l) {}
-
-  const int level;
-  std::mutex mu;
-  std::condition_variable changed;  // a block is done, or a job ended
-  std::deque<std::shared_ptr<Block>> queued;  // not yet started, oldest first
-  unsigned running = 0;
-
-  // A pool job: compresses the oldest queued block, if any is left.
-  void run_one() {
-    std::shared_ptr<Block> b;
-    {
-      std::lock_guard lk(mu);
-      if (queued.empty()) return;  // the writer took it, or abandoned the stream
-      b = std::move(queued.front());
-      queued.pop_front();
-      ++running;
-    }
-    run(*b);
-  }
-
-  // Compresses a block taken from the queue (running already counts it).
-  void run(Block& b) {
-    b.compress(level);
-    {
-      std::lock_guard lk(mu);
-      b.done = true;
-      --running;
-    }
-    changed.notify_all();
-  }
-};
-
 ParallelGzip::ParallelGzip(const ParallelGzipOptions& opts, ByteSink sink)
-    : shared_(std::make_shared<Shared>(std::clamp(opts.level, 0, 9))),
-      compute_(opts.compute),
+    : level_(std::clamp(opts.level, 0, 9)),
       sink_(std::move(sink)),
       block_size_(std::max(opts.block_size, dictionary_bytes)),
-      window_(opts.window ? opts.window : compute_ ? 4 * std::size_t{compute_->size()} + 4 : 1),
-      crc_(static_cast<std::uint32_t>(crc32_z(0, nullptr, 0))) {
+      crc_(static_cast<std::uint32_t>(crc32_z(0, nullptr, 0))),
+      window_(opts.compute, opts.window        ? opts.window
+                            : opts.compute ? 4 * std::size_t{opts.compute->size()} + 4
+                                           : 1) {
   next_.reserve(dictionary_bytes + block_size_);
 }
 
-ParallelGzip::~ParallelGzip() {
-  std::unique_lock lk(shared_->mu);
-  shared_->queued.clear();
-  // Only blocks being compressed right now are waited for (one block's work each), so no job
-  // of this stream runs once it is gone.
-  shared_->changed.wait(lk, [&] { return shared_->running == 0; });
-}
+// The window (destroyed first) drops the queued blocks and waits for those running.
+ParallelGzip::~ParallelGzip() = default;
 
 Error ParallelGzip::fail(Error e) {
   failed_ = e;
@@ -188,6 +148,7 @@ Result<void> ParallelGzip::submit(bool last) {
   auto b = std::make_shared<Block>();
   b->dict = next_dict_;
   b->last = last;
+  b->level = level_;
   b->in = std::move(next_);
   b->length = b->in.size() - b->dict;
   total_in_ += b->size();
@@ -199,54 +160,8 @@ Result<void> ParallelGzip::submit(bool last) {
     next_.assign(b->in.end() - static_cast<std::ptrdiff_t>(keep), b->in.end());
     next_dict_ = keep;
   }
-  in_flight_.push_back(b);
-  if (compute_) {
-    {
-      std::lock_guard lk(shared_->mu);
-      shared_->queued.push_back(b);
-    }
-    compute_->post([s = shared_] { s->run_one(); });
-  } else {
-    {
-      std::lock_guard lk(shared_->mu);
-      ++shared_->running;
-    }
-    shared_->run(*b);
-  }
-  return drain(last ? 0 : window_ - 1);
-}
-
-Result<void> ParallelGzip::drain(std::size_t keep) {
-  for (;;) {
-    while (!in_flight_.empty()) {
-      {
-        std::lock_guard lk(shared_->mu);
-        if (!in_flight_.front()->done) break;
-      }
-      if (auto r = emit(*in_flight_.front()); !r) return r;
-      in_flight_.pop_front();
-    }
-    if (in_flight_.size() <= keep) return {};
-    // The window is full: wait for the oldest block. While pool threads work on this stream
-    // one of them ends soon (and takes the oldest next, the queue being FIFO); the writer
-    // only waits, so it refills the window at once and the pool never runs dry (helping
-    // then would leave the pool idle while the writer compresses, as measured). When no pool
-    // thread works on this stream (the pool is busy with other builds, or has no thread
-    // free), the writer compresses the oldest block itself: a build never depends on the pool.
-    std::shared_ptr<Block> help;
-    {
-      std::unique_lock lk(shared_->mu);
-      const auto& oldest = in_flight_.front();
-      // Not done and nothing running: the oldest is still queued (at the front).
-      shared_->changed.wait(lk, [&] { return oldest->done || shared_->running == 0; });
-      if (!oldest->done) {
-        help = std::move(shared_->queued.front());
-        shared_->queued.pop_front();
-        ++shared_->running;
-      }
-    }
-    if (help) shared_->run(*help);
-  }
+  return window_.submit(std::move(b), last ? 0 : window_.window() - 1,
+                        [this](OrderedWindow::Job& j) { return emit(static_cast<const Block&>(j)); });
 }
 
 Result<void> ParallelGzip::emit(const Block& b) {
@@ -254,7 +169,7 @@ Result<void> ParallelGzip::emit(const Block& b) {
   if (!header_sent_) {
     // ID1 ID2 CM=deflate FLG=0 MTIME=0 (not stored: the bytes depend on the input only)
     // XFL (2: slowest, 4: fastest, as gzip sets it) OS=3 (Unix).
-    const int level = shared_->level;
+    const int level = level_;
     const std::array<std::uint8_t, 10> header{0x1f, 0x8b, 8, 0, 0, 0, 0, 0,
                                               static_cast<std::uint8_t>(level == 9 ? 2 : level == 1 ? 4 : 0), 3};
     if (auto r = output(std::as_bytes(std::span(header))); !r) return r;

@@ -8,14 +8,15 @@
 // the level, so the output is the same whatever the number of threads. A block whose bytes
 // are already compressed or random (looks_incompressible) is stored rather than deflated.
 //
-// Memory is bounded: at most `window` blocks (input and output) are in flight. When the
-// window is full the writing thread compresses queued blocks itself while it waits, so a
-// busy pool slows the build but cannot stall it; without a pool everything runs inline.
+// Memory is bounded: at most `window` blocks (input and output) are in flight
+// (io/ordered_window.hpp, shared with chunked_compressor). When the window is full the
+// writing thread compresses queued blocks itself while it waits, so a busy pool slows the
+// build but cannot stall it; without a pool everything runs inline.
+#include "io/ordered_window.hpp"
 #include "io/stream_compressor.hpp"
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <span>
@@ -55,29 +56,25 @@ class ParallelGzip final : public StreamCompressor {
   Result<void> finish() override;
 
   struct Block;
-  struct Shared;
 
  private:
   Result<void> submit(bool last);
-  // Emits finished blocks in order until at most `keep` are in flight.
-  Result<void> drain(std::size_t keep);
   Result<void> emit(const Block& b);
   Result<void> output(std::span<const std::byte> bytes);
   Error fail(Error e);
 
-  std::shared_ptr<Shared> shared_;
-  ComputePool* compute_;
+  int level_;
   ByteSink sink_;
   std::size_t block_size_;
-  std::size_t window_;
   std::vector<std::byte> next_;  // [32 KiB dictionary | data of the block being filled]
   std::size_t next_dict_ = 0;
-  std::deque<std::shared_ptr<Block>> in_flight_;  // oldest first
   std::uint32_t crc_;
   std::uint64_t total_in_ = 0;
   bool header_sent_ = false;
   bool finished_ = false;
   std::optional<Error> failed_;
+  // Last: destroyed first, so no block is being compressed once the rest goes.
+  OrderedWindow window_;
 };
 
 }  // namespace carsync::io

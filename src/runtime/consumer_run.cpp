@@ -632,7 +632,10 @@ class ConsumerDriver {
 
 boost::asio::awaitable<bool> recover_consumer(InstanceContext& ctx) {
   const auto& id = ctx.config.id;
-  auto current = co_await ctx.io_pool.run([&] { return read_json(current_apply_path(ctx)); });
+  auto current = co_await ctx.io_pool.run([&] {
+    remove_stale_incoming(ctx);  // a reassembly or a base install a kill cut
+    return read_json(current_apply_path(ctx));
+  });
   const bool halted = core::is_halted(current ? &*current : nullptr);
 
   auto journal = apply_journal_path(ctx);

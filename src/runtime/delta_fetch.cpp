@@ -54,8 +54,9 @@ fs::path incoming_archive_path(const InstanceContext& ctx) {
 void remove_stale_incoming(const InstanceContext& ctx) noexcept {
   std::error_code ec;
   for (fs::directory_iterator it(delta_dir(ctx), ec), end; !ec && it != end; it.increment(ec)) {
+    const auto name = it->path().filename().string();
     std::error_code ignored;
-    if (it->path().filename().string().starts_with(incoming_prefix)) fs::remove(it->path(), ignored);
+    if (name != "base.archive" && name != "base.index") fs::remove_all(it->path(), ignored);
   }
 }
 

@@ -41,7 +41,7 @@ Result<DeltaPlanned> plan_delta(const InstanceContext& ctx, const core::RecordDe
                                 std::uint64_t archive_size);
 
 // A reassembly's output file in delta_dir (removed by the caller when done with it), and
-// removal of any a crash left there.
+// removal of anything but the base a crash left there (a reassembly, a base being installed).
 std::filesystem::path incoming_archive_path(const InstanceContext& ctx);
 void remove_stale_incoming(const InstanceContext& ctx) noexcept;
 

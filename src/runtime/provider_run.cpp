@@ -579,15 +579,15 @@ Result<bool> adopt_upload_in_flight(InstanceContext& ctx) {
       if (!named) delta[parts[n++]] = json::object{{"cid", c}};
     }
   }
-  if ((cid && cid->is_string() && !cid->as_string().empty()) || !delta.empty()) {
+  // The delta files are uploaded after the archive: with them held, the archive is too.
+  if (cid && cid->is_string() && !cid->as_string().empty()) {
     bool known = false;
     for (const auto& e : sent)
-      if (const auto* c = e.body.if_contains("cid"); c && cid && *c == *cid) known = true;
+      if (const auto* c = e.body.if_contains("cid"); c && *c == *cid) known = true;
     if (!known || !delta.empty()) {
       // A history entry makes the next publish's retirement pass delete it (or keeps it,
       // should the record be what consumers now read and no publish follow).
-      json::object entry;
-      if (!known && cid && cid->is_string() && !cid->as_string().empty()) entry["cid"] = *cid;
+      json::object entry{{"cid", *cid}};
       if (const auto* v = record->if_contains("version")) entry["version"] = *v;
       if (!delta.empty()) entry["delta"] = std::move(delta);
       entry["recovered_upload"] = true;

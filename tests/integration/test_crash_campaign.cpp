@@ -368,6 +368,13 @@ class Campaign {
     for (auto* side : {&provider_, &consumer_}) {
       json::object sync{{"ENABLED", true}, {"KEY", kKey}, {"TYPE", side == &provider_ ? "provider" : "consumer"}};
       if (side == &consumer_) sync["APPLY_SEMANTICS"] = "mirror";
+      // Every generation with its delta index and pack (the volume is ~330 KB of tar), and
+      // packs leaving the record's window at once: kills land between the uploads, in the
+      // reassembly and in the retirement of indexes and packs too.
+      if (side == &provider_) {
+        sync["DELTA_MIN_BYTES"] = 0;
+        sync["DELTA_VERSIONS"] = 2;
+      }
       instances.push_back(json::object{
           {"id", side->id},
           {"container", docker_ ? json::value(container(*side)) : json::value(nullptr)},
@@ -676,10 +683,16 @@ class Campaign {
       EXPECT_EQ(names_in(state_dir(*side) / "staging"), std::set<std::string>{}) << side->id;
       EXPECT_FALSE(fs::exists(state_dir(*side) / "apply_journal.json")) << side->id;
       for (const auto& name : names_in(state_dir(*side))) {
-        EXPECT_TRUE(name.ends_with(".json") || name == "staging" || name == "quarantine")
+        EXPECT_TRUE(name.ends_with(".json") || name == "staging" || name == "quarantine" || name == "delta")
             << side->id << " state dir holds " << name;
       }
     }
+    // The delta state: the consumer's base, the provider's newest index (and the one of a
+    // version that a kill cut before its publish); nothing half-written.
+    for (const auto& name : names_in(state_dir(consumer_) / "delta"))
+      EXPECT_TRUE(name == "base.archive" || name == "base.index") << "consumer delta dir holds " << name;
+    for (const auto& name : names_in(state_dir(provider_) / "delta"))
+      EXPECT_TRUE(name.starts_with("index-")) << "provider delta dir holds " << name;
     // The embedded store's temp of a put cut by a kill during the upload is swept when the
     // restarted daemon opens the store (it names its writer's pid; that process is gone).
     EXPECT_EQ(names_in(data_dir() / "cas/tmp"), std::set<std::string>{}) << "after a kill in " << landed;
@@ -705,8 +718,21 @@ class Campaign {
     // and before or during the retirement pass: the next publish's pass retires them all.
     const bool retirement_cut = landing.provider_step == "retire_previous" || landing.provider_step == "discard_processing";
     std::set<std::string> in_history;
-    for (const auto& e : sent) in_history.insert(str(e, "cid"));
     std::set<std::string> waiting;  // what a cut retirement pass leaves for the next pass
+    for (std::size_t k = 0; k < sent.size(); ++k) {
+      const auto& e = sent[k];
+      in_history.insert(str(e, "cid"));
+      // Delta indexes and packs are named by the entry that uploaded them; those the
+      // newest record no longer names go in the next complete retirement pass.
+      if (const auto* d = e.if_contains("delta"); d && d->is_object())
+        for (const char* part : {"index", "pack"})
+          if (const auto* o = d->as_object().if_contains(part); o && o->is_object()) {
+            const auto c = str(o->as_object(), "cid");
+            in_history.insert(c);
+            const auto* deleted = o->as_object().if_contains("deleted_at");
+            if (retirement_cut && (!deleted || deleted->is_null())) waiting.insert(c);
+          }
+    }
     for (std::size_t k = 0; k + 1 < sent.size(); ++k) {
       if (str(sent[k], "cid") == cid || retired(sent[k])) continue;
       if (retirement_cut) {
@@ -724,8 +750,18 @@ class Campaign {
       if (b == cid || in_history.count(b)) continue;
       ADD_FAILURE() << "blob " << b << " is referenced by no history entry after a kill in " << landed;
     }
+    // The delta objects the current record names stay as long as it names them.
+    std::set<std::string> named;
+    if (!sent.empty())
+      if (const auto* d = sent.back().if_contains("delta"); d && d->is_object()) {
+        for (const char* part : {"index", "pack"})
+          if (const auto* o = d->as_object().if_contains(part); o && o->is_object()) named.insert(str(o->as_object(), "cid"));
+        if (const auto* packs = d->as_object().if_contains("record_packs"); packs && packs->is_array())
+          for (const auto& p : packs->as_array())
+            if (p.is_string()) named.insert(std::string(p.as_string()));
+      }
     for (const auto& b : blobs)
-      if (b != cid && !waiting.count(b) && previous_blobs_.count(b))
+      if (b != cid && !named.count(b) && !waiting.count(b) && previous_blobs_.count(b))
         ADD_FAILURE() << "blob " << b << " orphaned for more than one retirement cycle (generation " << gen_ << ")";
     previous_blobs_ = blobs;
     return publishes > 1 ? 1 : 0;

@@ -217,6 +217,16 @@ TEST(ArchiveWriter, RefusesToOverwriteAnExistingFile) {
   EXPECT_EQ(test::read_file(dir / "out.tar.gz"), "keep");
 }
 
+// create() failing after libarchive's handle exists but before it was opened (a gzip level
+// out of range) must free the handle without closing it: closing a never-opened
+// archive crashed inside libarchive.
+TEST(ArchiveWriter, ALevelOutOfRangeIsRefusedCleanly) {
+  TempDir dir;
+  auto gz = ArchiveWriter::create(dir / "a.tar.gz", {.format = ArchiveFormat::tar_gz, .level = 10});
+  ASSERT_FALSE(gz);
+  EXPECT_NE(gz.error().message.find("level"), std::string::npos) << gz.error().message;
+}
+
 
 // ---------------------------------------------------------------------------------------
 // Parallel compression (ArchiveOptions.compute)
@@ -375,6 +385,58 @@ TEST(ArchiveWriterParallel, AbandonedMidStreamLeavesNoThreadRunning) {
     }
     EXPECT_TRUE(test::threads_settle_to(baseline)) << test::threads_now() << " threads, expected " << baseline;
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Chunked archives (ArchiveOptions.chunked; more in test_chunked_compressor.cpp)
+
+TEST(ArchiveWriterChunked, FramesTileTheFileAndMembersReadBack) {
+  TempDir dir;
+  ComputePool pool(2);
+  const auto content = mixed_content(3u << 20);
+  for (const auto format : {ArchiveFormat::tar_gz, ArchiveFormat::tar_zst}) {
+    const std::string name = format == ArchiveFormat::tar_gz ? "c.tar.gz" : "c.tar.zst";
+    const auto [path, seal] =
+        write_sealed(dir, {.format = format, .level = 3, .compute = &pool, .chunked = true}, content, name);
+    EXPECT_EQ(seal.size, std::filesystem::file_size(path));
+    EXPECT_EQ(seal.sha256, sha256_of_file(path));
+    ASSERT_GE(seal.frames.size(), 5u);
+    const auto bytes = test::read_file(path);
+    std::uint64_t at = 0, plain = 0;
+    for (const auto& f : seal.frames) {
+      Sha256 h;
+      h.update(std::as_bytes(std::span(bytes.data() + at, f.frame_size)));
+      EXPECT_EQ(f.id, h.finish());
+      at += f.frame_size;
+      plain += f.plain_size;
+    }
+    EXPECT_EQ(at, seal.size);
+    EXPECT_EQ(plain, seal.plain_size);
+    EXPECT_EQ(plain % 512, 0u);  // the whole tar, trailer included
+    auto back = test::read_archive(path);
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_EQ(back->filter, format == ArchiveFormat::tar_gz ? "gzip" : "zstd");
+    ASSERT_EQ(back->members.size(), 2u);
+    EXPECT_EQ(back->members[1].content, content);
+  }
+}
+
+TEST(ArchiveWriterChunked, AbandonedMidStreamLeavesNoThreadRunning) {
+  TempDir dir;
+  const auto baseline = test::thread_baseline();
+  {
+    ComputePool pool(2);
+    auto w = ArchiveWriter::create(dir / "a.tar.zst", {.format = ArchiveFormat::tar_zst, .level = 3, .compute = &pool, .chunked = true});
+    ASSERT_TRUE(w);
+    const auto content = mixed_content(8u << 20);
+    // The member is announced larger than what is pushed: the build is abandoned mid-file.
+    EXPECT_FALSE((*w)->add_file("big", file_stat(S_IFREG | 0644, 0, 0, 1, content.size() * 2),
+                               [&](const auto& sink) -> Result<void> {
+                                 if (auto r = sink(std::as_bytes(std::span(content.data(), content.size()))); !r) return r;
+                                 return make_error(errc::cancelled, "stop");
+                               }));
+  }
+  EXPECT_TRUE(test::threads_settle_to(baseline));
 }
 
 }  // namespace

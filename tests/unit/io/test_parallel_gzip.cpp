@@ -1,6 +1,7 @@
 #include "io/parallel_gzip.hpp"
 
 #include "io/compute_pool.hpp"
+#include "support/pool_blocker.hpp"
 #include "support/temp_dir.hpp"
 
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@ namespace carsync::io {
 namespace {
 
 using namespace std::chrono_literals;
+using test::PoolBlocker;
 using test::TempDir;
 
 // Text (compressible, long-range repeats) around random bytes (incompressible): the shapes
@@ -84,53 +86,6 @@ std::string gunzip_one_member(const std::string& gz) {
 }
 
 int shell(const std::string& command) { return std::system(command.c_str()); }
-
-// Holds every thread of a pool until opened (a test device: real jobs never wait). If the
-// code under test deadlocks, a watchdog opens it after a deadline and says so.
-class PoolBlocker {
- public:
-  explicit PoolBlocker(ComputePool& pool) : threads_(pool.size()) {
-    for (unsigned i = 0; i < threads_; ++i)
-      pool.post([this] {
-        std::unique_lock lk(mu_);
-        ++blocked_;
-        cv_.notify_all();
-        cv_.wait(lk, [&] { return open_; });
-      });
-    std::unique_lock lk(mu_);
-    cv_.wait(lk, [&] { return blocked_ == threads_; });
-    watchdog_ = std::thread([this] {
-      std::unique_lock lk(mu_);
-      if (!cv_.wait_for(lk, 60s, [&] { return open_; })) {
-        timed_out_ = true;
-        open_ = true;
-        cv_.notify_all();
-      }
-    });
-  }
-  ~PoolBlocker() {
-    open();
-    watchdog_.join();
-  }
-  void open() {
-    std::lock_guard lk(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  bool timed_out() {
-    std::lock_guard lk(mu_);
-    return timed_out_;
-  }
-
- private:
-  const unsigned threads_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  unsigned blocked_ = 0;
-  bool open_ = false;
-  bool timed_out_ = false;
-  std::thread watchdog_;
-};
 
 TEST(ParallelGzip, OneMemberThatInflatesToTheInput) {
   const auto input = mixed_corpus();
