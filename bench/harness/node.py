@@ -170,6 +170,46 @@ def proc_status(pid):
     return out
 
 
+class ProcSampler:
+    """VmRSS and CPU seconds of pid every `interval` s on its own thread, so a peak or a CPU
+    cost can be split by phase (VmHWM only gives the peak since its last reset): samples are
+    (time, rss bytes, cpu seconds); peak(t0, t1) and cpu(t0, t1) over receipt times."""
+
+    def __init__(self, pid, interval=0.05):
+        self.pid, self.interval = pid, interval
+        self.samples = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping.wait(self.interval):
+            try:
+                self.samples.append((time.time(), proc_status(self.pid)["VmRSS"], cpu_seconds(self.pid)))
+            except (OSError, KeyError, IndexError):  # the process ended
+                return
+
+    def peak(self, t0, t1):
+        """The largest RSS sample in [t0, t1], or None when there is none."""
+        if t0 is None or t1 is None:
+            return None
+        vals = [v for t, v, _ in list(self.samples) if t0 <= t <= t1]
+        return max(vals) if vals else None
+
+    def cpu(self, t0, t1):
+        """CPU seconds between the samples nearest t0 and t1 (None without samples there)."""
+        if t0 is None or t1 is None:
+            return None
+        s = list(self.samples)
+        before = lambda x: max((c for t, _, c in s if t <= x), default=None)
+        a, b = before(t0), before(t1)
+        return (b - a) if (a is not None and b is not None) else None
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()

@@ -113,8 +113,8 @@ set xlabel 'consumers'; set ylabel 's from the request'; set key outside right t
 plot '{dat}' u 1:2 w lp t 'first applied', '' u 1:3 w lp t 'last applied'
 """)
     dl = getattr(ctx, "delta", None)
-    if dl and dl.get("transfer"):
-        bars = [("case 1 tar.zst", dl["transfer"])]
+    if dl and dl.get("reps"):
+        bars = [("case 1 tar.zst", dl["reps"][0]["transfer"])]
         if dl.get("gz"):
             bars.append(("case 1 tar.gz", dl["gz"]["transfer"]))
         bars += [("case 2 log append", dl["log_transfer"]), ("case 3 5 skipped", dl["skip"]["transfer"])]
@@ -130,6 +130,19 @@ set ylabel 'MB'; set logscale y; set key outside right top
 set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1
 plot '{dat}' u 2:xtic(1) t 'fetched', '' u 3 t 'full archive'
 unset logscale; set style data lines
+""")
+        if dl.get("rss"):
+            dat = os.path.join(out, "delta-rss.dat")
+            t0 = dl["rss"][0][0]
+            with open(dat, "w") as f:
+                f.write("# s since the first sample, delta-cons VmRSS MiB (every 50 ms)\n")
+                for t, v in dl["rss"]:
+                    f.write(f"{t - t0:.3f} {v / 1048576:.2f}\n")
+            jobs.append(f"""
+set output '{out}/delta_consumer_rss.png'
+set title 'delta section: the consumer carsyncd VmRSS over the run (all its applies)'
+set xlabel 's'; set ylabel 'MiB'; set key off
+plot '{dat}' u 1:2 w l
 """)
     if not jobs:
         return []

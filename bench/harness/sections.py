@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 
-from node import Daemon, Devnode, api, cpu_seconds, io_read, metric, metrics, proc_status, reset_peak_rss
+from node import (Daemon, Devnode, ProcSampler, api, cpu_seconds, io_read, metric, metrics, proc_status,
+                  reset_peak_rss)
 from workload import (App, fill_delta_volume, fill_mixed, fill_random, node_config,
                       replace_random, write_log)
 
@@ -630,7 +631,8 @@ def wait_applied(d, c, since, cid, t0, timeout):
     """Waits until consumer c (in daemon d) reports cid as its last_apply, from event index
     `since`; fails at once if it quarantines the CID or halts. Returns seconds from t0 of:
     download_start (entering downloading), downloaded (entering scanning or applying) and
-    applied; apply_s = applied - download_start, download_s = the downloading phase."""
+    applied; apply_s = applied - download_start, download_s = the downloading phase, scan_s
+    and applying_s the next two; t: the receipt times themselves (for RssSampler.peak)."""
     ev = d.events
 
     def done(e):
@@ -643,11 +645,17 @@ def wait_applied(d, c, since, cid, t0, timeout):
                                f"quarantine {bad[1].get('quarantine')}, halted {bad[1].get('halted')}")
         return None
     t_app, _ = ev.wait(done, timeout, f"{c.id} apply of {cid}")
-    dl = ev.first(c.id, since, lambda s: s["phase"] == "downloading")
-    sc = ev.first(c.id, since, lambda s: s["phase"] in ("scanning", "applying"))
-    return {"applied": t_app - t0, "download_start": (dl[0] - t0) if dl else None,
-            "downloaded": (sc[0] - t0) if sc else None,
-            "apply_s": (t_app - dl[0]) if dl else None, "download_s": (sc[0] - dl[0]) if (dl and sc) else None}
+
+    def entered(*phases):
+        r = ev.first(c.id, since, lambda s: s["phase"] in phases)
+        return r[0] if r else None
+    t = {"download": entered("downloading"), "downloaded": entered("scanning", "applying"),
+         "scan": entered("scanning"), "apply": entered("applying"), "applied": t_app}
+    gap = lambda a, b: (t[b] - t[a]) if (t[a] is not None and t[b] is not None) else None
+    return {"applied": t_app - t0, "download_start": (t["download"] - t0) if t["download"] else None,
+            "downloaded": (t["downloaded"] - t0) if t["downloaded"] else None,
+            "apply_s": gap("download", "applied"), "download_s": gap("download", "downloaded"),
+            "scan_s": gap("scan", "apply"), "applying_s": gap("apply", "applied"), "t": t}
 
 
 def publish_delta(dp, p, seq, waits, timeout):
@@ -682,6 +690,47 @@ def remove_instance(d, app):
     status, body = api(d.sock, "DELETE", f"/v1/instances/{app.id}")
     if status != 200:
         raise RuntimeError(f"DELETE /v1/instances/{app.id} answered {status}: {body}")
+
+
+def delta_devnode(ctx, work, data, shard, timeout):
+    """Case 5 through carsync-devnode (CStore and R1FS over HTTP, as on a real node): there a
+    full consumer downloads the whole archive, where on the embedded store it hard-links the
+    blob. A provider on the delta volume, a delta consumer and a SYNC.DELTA false consumer (added
+    back through the API once the delta apply is done); v1, one shard replaced, v2."""
+    dn = Devnode(ctx.devnode, work).start()
+    edge = os.path.join(work, "edge")
+    p = App(edge, "dn-prov", "dn-delta", "provider", "tar.zst", {"DELTA_MIN_BYTES": 0} if ctx.quick else {})
+    p.data = data
+    c = App(edge, "dn-cons-delta", "dn-delta", "consumer", "tar.zst", dict(POLL))
+    cf = App(edge, "dn-cons-full", "dn-delta", "consumer", "tar.zst", {**POLL, "DELTA": False})
+    dp = Daemon(ctx.carsyncd, work, node_config(work, [p], dn.backend(), "dn-prov"), "dn-prov")
+    dc = Daemon(ctx.carsyncd, work, node_config(work, [c], dn.backend(), "dn-cons"), "dn-cons")
+    try:
+        dp.start()
+        dc.start()
+        dp.wait_idle([p.id])
+        dc.wait_idle([c.id])
+        add_instance(dc, cf)
+        dc.wait_idle([cf.id])
+        publish_delta(dp, p, 1, [(dc, c), (dc, cf)], timeout)
+        remove_instance(dc, cf)
+        replace_random(shard)
+        v2 = publish_delta(dp, p, 2, [(dc, c)], timeout)
+        out = {"v2": v2, "delta": v2["consumers"][c.id], "transfer": received_transfer(dc, c, v2["cid"])}
+        mark = dc.events.mark(cf.id)
+        t = time.time()
+        add_instance(dc, cf)
+        out["full"] = wait_applied(dc, cf, mark, v2["cid"], t, timeout)
+        out["full_transfer"] = received_transfer(dc, cf, v2["cid"])
+    finally:
+        dp.stop()
+        dc.stop()
+        dn.stop()
+    d, full = out["delta"], out["full"]
+    log(f"delta: case 5 devnode: {out['transfer']['mode']}, fetched {out['transfer']['fetched_bytes']:,} B; apply "
+        f"{d['apply_s']:.2f} s (downloading {d['download_s']:.2f}) vs full {full['apply_s']:.2f} s (downloading "
+        f"{full['download_s']:.2f}, {out['full_transfer']['fetched_bytes']:,} B)")
+    return out
 
 
 def section_delta(ctx, res):
@@ -730,6 +779,7 @@ def section_delta(ctx, res):
     dc = Daemon(ctx.carsyncd, work, node_config(work, cons, backend, "delta-cons"), "delta-cons")
     f = {}  # the figures, for the comparisons and the plot
     mib = lambda n: n / MiB
+    sampler = psampler = None  # both daemons' RSS and CPU every 50 ms: peaks and CPU by phase
     try:
         for d, apps in ((dp, provs), (dc, cons)):
             d.start()
@@ -737,6 +787,7 @@ def section_delta(ctx, res):
         for c in (cd, cf):
             add_instance(dc, c)
         dc.wait_idle([cd.id, cf.id])
+        sampler, psampler = ProcSampler(dc.pid), ProcSampler(dp.pid)
 
         # case 2: a log file and an append
         log_file = os.path.join(pl.data, "app.log")
@@ -748,6 +799,7 @@ def section_delta(ctx, res):
         reset = reset_peak_rss(dc.pid)
         t2 = publish_delta(dp, pl, 2, [(dc, cl)], timeout)
         f["log_hwm"] = proc_status(dc.pid)["VmHWM"] if reset else None
+        f["log_apply"] = t2["consumers"][cl.id]
         f["log_transfer"] = received_transfer(dc, cl, t2["cid"])
         f["log_delta"] = published_delta(ctx, store, pl, t2)
         tr = f["log_transfer"]
@@ -756,8 +808,9 @@ def section_delta(ctx, res):
             + (f" (fallback {tr['fallback']})" if tr.get("fallback") else ""))
 
         # case 1, v1: every provider publishes the volume; every consumer applies (full: no base)
+        reps = ctx.delta_reps
         t = time.time()
-        paths = fill_delta_volume(pd.data, vol, 1, shards, change)
+        paths = fill_delta_volume(pd.data, vol, 1, reps + 5, change)
         log(f"delta: {mib(vol):g} MiB volume written in {time.time() - t:.1f} s")
         v1 = {"zst": publish_delta(dp, pd, 1, [(dc, cd), (dc, cf)], timeout)}
         v1["plain"] = publish_delta(dp, pf, 1, [], timeout)
@@ -767,54 +820,59 @@ def section_delta(ctx, res):
         f["v1"] = v1
         log("delta: v1 published: " + ", ".join(f"{k} {v['size'] / 1e6:.1f} MB in {v['published']:.2f} s "
                                                  f"({v['cpu_s']:.2f} CPU s)" for k, v in v1.items()))
-        remove_instance(dc, cf)  # the full consumer comes back for v2 once the delta apply is done
+        remove_instance(dc, cf)  # the full consumer comes back for each version once the delta apply is done
 
-        # case 1, v2: one shard replaced
-        replace_random(paths[0])
-        reset = reset_peak_rss(dc.pid)
-        v2 = publish_delta(dp, pd, 2, [(dc, cd)], timeout)
-        f["hwm"] = proc_status(dc.pid)["VmHWM"] if reset else None
-        f["transfer"] = received_transfer(dc, cd, v2["cid"])
-        f["delta"] = published_delta(ctx, store, pd, v2)
+        # cases 1, 4, 5, 6: `reps` versions, each replacing one more shard. Each is published with
+        # SYNC.DELTA true and false (the order alternates: page cache and load hit both alike) and
+        # applied by the delta consumer, then by the full consumer alone.
+        f["reps"] = []
+        for r in range(reps):
+            replace_random(paths[r])
+            seq = 2 + r
+            plain_first = r % 2 == 1
+            if plain_first:
+                vp = publish_delta(dp, pf, seq, [], timeout)
+            reset = reset_peak_rss(dc.pid)
+            vd = publish_delta(dp, pd, seq, [(dc, cd)], timeout)
+            rep = {"delta": vd, "hwm": proc_status(dc.pid)["VmHWM"] if reset else None,
+                   "transfer": received_transfer(dc, cd, vd["cid"]), "record": published_delta(ctx, store, pd, vd)}
+            if not plain_first:
+                vp = publish_delta(dp, pf, seq, [], timeout)
+            rep["plain"] = vp
+            reset = reset_peak_rss(dc.pid)
+            mark = dc.events.mark(cf.id)
+            t = time.time()
+            add_instance(dc, cf)
+            rep["full"] = wait_applied(dc, cf, mark, vd["cid"], t, timeout)
+            rep["full_hwm"] = proc_status(dc.pid)["VmHWM"] if reset else None
+            rep["full_transfer"] = received_transfer(dc, cf, vd["cid"])
+            remove_instance(dc, cf)
+            f["reps"].append(rep)
+            tr, dl, full = rep["transfer"], vd["consumers"][cd.id], rep["full"]
+            log(f"delta: v{seq}: {tr['mode']}, fetched {tr['fetched_bytes']:,} B of {tr['archive_bytes']:,} B "
+                f"({100 * tr['fetched_bytes'] / tr['archive_bytes']:.2f} %)"
+                + (f" (fallback {tr['fallback']})" if tr.get("fallback") else "")
+                + f"; publish {vd['published']:.2f} s / {vd['cpu_s']:.2f} CPU s vs plain {vp['published']:.2f} s / "
+                  f"{vp['cpu_s']:.2f} CPU s; apply {dl['apply_s']:.2f} s (downloading {dl['download_s']:.2f}) vs "
+                  f"full {full['apply_s']:.2f} s (downloading {full['download_s']:.2f})")
+            if r == 0 and gz:  # tar.gz: the same one-shard change against its v1
+                v2g = publish_delta(dp, pg, 2, [(dc, cg)], timeout)
+                f["gz"] = {"v1": v1["gz"], "v2": v2g, "transfer": received_transfer(dc, cg, v2g["cid"]),
+                           "delta": published_delta(ctx, store, pg, v2g)}
+                tr = f["gz"]["transfer"]
+                log(f"delta: case 1 tar.gz v2: {tr['mode']}, fetched {tr['fetched_bytes']:,} B of "
+                    f"{tr['archive_bytes']:,} B" + (f" (fallback {tr['fallback']})" if tr.get("fallback") else ""))
         f["metrics"] = fetched_metrics(dc, cd)
-        v2_plain = publish_delta(dp, pf, 2, [], timeout)
-        f["v2"], f["v2_plain"] = v2, v2_plain
-        tr, dl = f["transfer"], v2["consumers"][cd.id]
-        log(f"delta: case 1 v2: {tr['mode']}, fetched {tr['fetched_bytes']:,} B of {tr['archive_bytes']:,} B "
-            f"({100 * tr['fetched_bytes'] / tr['archive_bytes']:.2f} %)"
-            + (f" (fallback {tr['fallback']})" if tr.get("fallback") else "")
-            + f"; publish {v2['published']:.2f} s / {v2['cpu_s']:.2f} CPU s vs plain {v2_plain['published']:.2f} s / "
-              f"{v2_plain['cpu_s']:.2f} CPU s; apply {dl['apply_s']:.2f} s")
-
-        # case 5: the full consumer on the same record, alone on the machine
-        reset = reset_peak_rss(dc.pid)
-        mark = dc.events.mark(cf.id)
-        t = time.time()
-        add_instance(dc, cf)
-        full = wait_applied(dc, cf, mark, v2["cid"], t, timeout)
-        f["full"] = full
-        f["full_hwm"] = proc_status(dc.pid)["VmHWM"] if reset else None
-        f["full_transfer"] = received_transfer(dc, cf, v2["cid"])
-        remove_instance(dc, cf)
-        log(f"delta: case 5: full consumer apply {full['apply_s']:.2f} s (downloading {full['download_s']:.2f} s), "
-            f"delta {dl['apply_s']:.2f} s (downloading {dl['download_s']:.2f} s)")
-
-        if gz:
-            v2g = publish_delta(dp, pg, 2, [(dc, cg)], timeout)
-            f["gz"] = {"v1": v1["gz"], "v2": v2g, "transfer": received_transfer(dc, cg, v2g["cid"]),
-                       "delta": published_delta(ctx, store, pg, v2g)}
-            tr = f["gz"]["transfer"]
-            log(f"delta: case 1 tar.gz v2: {tr['mode']}, fetched {tr['fetched_bytes']:,} B of "
-                f"{tr['archive_bytes']:,} B" + (f" (fallback {tr['fallback']})" if tr.get("fallback") else ""))
 
         # case 3: the delta consumer away for 5 versions
         remove_instance(dc, cd)
         skipped = []
-        for i in range(1, 6):
-            replace_random(paths[i])
-            tl = publish_delta(dp, pd, 2 + i, [], timeout)
+        for i in range(5):
+            replace_random(paths[reps + i])
+            tl = publish_delta(dp, pd, 2 + reps + i, [], timeout)
             delta = published_delta(ctx, store, pd, tl)
-            skipped.append({"cid": tl["cid"], "size": tl["size"], "delta": delta, "pack": own_pack(delta)})
+            skipped.append({"cid": tl["cid"], "size": tl["size"], "delta": delta, "pack": own_pack(delta),
+                            "version": 2 + reps + i})
         mark = dc.events.mark(cd.id)
         t = time.time()
         add_instance(dc, cd)
@@ -823,20 +881,38 @@ def section_delta(ctx, res):
         tr = f["skip"]["transfer"]
         log(f"delta: case 3: after 5 skipped versions: {tr['mode']}, fetched {tr['fetched_bytes']:,} B of "
             f"{tr['archive_bytes']:,} B" + (f" (fallback {tr['fallback']})" if tr.get("fallback") else ""))
+        if ctx.delta_devnode:
+            f["devnode"] = delta_devnode(ctx, work, pd.data, paths[0], timeout)
     finally:
+        for x in (sampler, psampler):
+            if x:
+                x.stop()
         for d in (dp, dc):
             d.stop()
     shutil.rmtree(work, ignore_errors=True)
+    f["rss"] = [(t, v) for t, v, _ in sampler.samples] if sampler else []
+    if psampler:  # the provider's CPU by publish phase: request -> sealed -> publishing -> published
+        for rep in f.get("reps", []):
+            for name in ("delta", "plain"):
+                tl = rep[name]
+                at = lambda k: (tl["t0"] + tl[k]) if tl.get(k) is not None else None
+                tl["cpu_phases"] = {"archiving": psampler.cpu(tl["t0"], at("sealed")),
+                                    "uploading": psampler.cpu(at("sealed"), at("publishing")),
+                                    "publishing": psampler.cpu(at("publishing"), at("published"))}
     ctx.delta = f
     delta_report(ctx, res, f)
 
 
 def delta_report(ctx, res, f):
+    import statistics
+    med = statistics.median
     judge = not ctx.quick
-    vol_label = f"{ctx.delta_volume / MiB:g} MiB" if ctx.delta_volume < 1 << 30 else f"{ctx.delta_volume / (1 << 30):g} GiB"
-    chg_label = f"{ctx.delta_change / MiB:g} MiB" if ctx.delta_change >= MiB else f"{ctx.delta_change // 1024} KiB"
-    log_label = f"{ctx.delta_log / MiB:g} MiB"
-    app_label = f"{ctx.delta_append / MiB:g} MiB" if ctx.delta_append >= MiB else f"{ctx.delta_append // 1024} KiB"
+    size_label = lambda n: (f"{n / (1 << 30):g} GiB" if n >= 1 << 30 else f"{n / MiB:g} MiB" if n >= MiB
+                            else f"{n // 1024} KiB")
+    vol_label, chg_label = size_label(ctx.delta_volume), size_label(ctx.delta_change)
+    log_label, app_label = size_label(ctx.delta_log), size_label(ctx.delta_append)
+    reps, first = f["reps"], f["reps"][0]
+    n = len(reps)
 
     def transfer_rows(case, tr, **params):
         for k in ("fetched_bytes", "archive_bytes"):
@@ -845,29 +921,38 @@ def delta_report(ctx, res, f):
     def mode_note(tr):
         return "" if tr["mode"] == "delta" else f" [fetched in full: {tr.get('fallback') or 'no delta'}]"
 
-    # case 1
-    cases = [("tar.zst", f["transfer"], f["delta"])]
+    # case 1: v2 of each format (the later versions' figures are rows of results.csv)
+    cases = [("tar.zst", first["transfer"], first["record"])]
     if "gz" in f:
         cases.append(("tar.gz", f["gz"]["transfer"], f["gz"]["delta"]))
     for fmt, tr, delta in cases:
-        transfer_rows("1", tr, format=fmt, volume=vol_label, change=chg_label)
+        transfer_rows("1", tr, format=fmt, volume=vol_label, change=chg_label, version=2)
         if delta:
-            res.add("delta", "index_bytes", delta["index"]["size"], "B", case="1", format=fmt)
+            res.add("delta", "index_bytes", delta["index"]["size"], "B", case="1", format=fmt, version=2)
             pk = own_pack(delta)
-            res.add("delta", "pack_bytes", pk["size"] if pk else 0, "B", case="1", format=fmt)
+            res.add("delta", "pack_bytes", pk["size"] if pk else 0, "B", case="1", format=fmt, version=2)
         ok = tr["mode"] == "delta" and tr["fetched_bytes"] <= 0.03 * tr["archive_bytes"]
         res.cmp("delta", f"case 1 {fmt}: v2 fetched, one {chg_label} file replaced in {vol_label}{mode_note(tr)}",
                 tr["fetched_bytes"] / 1e6, "MB", "v2 full archive", tr["archive_bytes"] / 1e6,
                 target="<= 3 % of the archive (ratio <= 0.03)", met=ok if judge else None)
+    for i, rep in enumerate(reps[1:], 1):
+        transfer_rows("1", rep["transfer"], format="tar.zst", volume=vol_label, change=chg_label, version=2 + i)
+    worst = max(reps, key=lambda r: r["transfer"]["fetched_bytes"] / r["transfer"]["archive_bytes"])["transfer"]
+    if n > 1:
+        res.cmp("delta", f"case 1 tar.zst: worst of v2..v{1 + n} (one more file each){mode_note(worst)}",
+                worst["fetched_bytes"] / 1e6, "MB", "its full archive", worst["archive_bytes"] / 1e6,
+                target="<= 3 % of the archive (ratio <= 0.03)",
+                met=(worst["mode"] == "delta" and worst["fetched_bytes"] <= 0.03 * worst["archive_bytes"]) if judge else None)
     v1 = f["v1_transfer"]
-    transfer_rows("1 v1 (no base)", v1, format="tar.zst")
+    transfer_rows("1", v1, format="tar.zst", version=1)
     m = f["metrics"]
-    res.add("delta", "metric_fetched_bytes_delta", m["delta"], "B", case="1", consumer="cons-delta-zst")
-    res.add("delta", "metric_fetched_bytes_full", m["full"], "B", case="1", consumer="cons-delta-zst")
+    for k in ("delta", "full"):
+        res.add("delta", f"metric_fetched_bytes_{k}", m[k], "B", case="1", consumer="cons-delta-zst")
     res.add("delta", "metric_delta_saved_bytes", m["saved"], "B", case="1", consumer="cons-delta-zst")
-    # The metrics after v1 (full: no base) and v2 must agree with the two received entries.
+    # The metrics after v1 (full: no base) and the versions since must agree with the received entries.
     want = {"delta": 0, "full": v1["fetched_bytes"]}
-    want[f["transfer"]["mode"]] += f["transfer"]["fetched_bytes"]
+    for rep in reps:
+        want[rep["transfer"]["mode"]] += rep["transfer"]["fetched_bytes"]
     for mode in ("delta", "full"):
         if m[mode] != want[mode]:
             res.notes.append(f"delta: carsync_fetched_bytes_total{{mode={mode}}} of cons-delta-zst is {m[mode]:.0f} B, "
@@ -888,11 +973,12 @@ def delta_report(ctx, res, f):
     sk = f["skip"]
     tr = sk["transfer"]
     packs = [v["pack"]["size"] if v["pack"] else None for v in sk["versions"]]
-    last_index = sk["versions"][-1]["delta"]["index"]["size"] if sk["versions"][-1]["delta"] else None
+    last = sk["versions"][-1]
+    last_index = last["delta"]["index"]["size"] if last["delta"] else None
     bound = None if (None in packs or last_index is None) else sum(packs) + last_index
-    for i, v in enumerate(sk["versions"]):
-        res.add("delta", "pack_bytes", packs[i] or 0, "B", case="3", version=3 + i, archive_bytes=v["size"])
-    res.add("delta", "index_bytes", last_index or 0, "B", case="3", version=7)
+    for v, size in zip(sk["versions"], packs):
+        res.add("delta", "pack_bytes", size or 0, "B", case="3", version=v["version"], archive_bytes=v["size"])
+    res.add("delta", "index_bytes", last_index or 0, "B", case="3", version=last["version"])
     transfer_rows("3", tr, skipped=5)
     if bound is not None:
         res.add("delta", "bound_bytes", bound, "B", case="3")
@@ -903,51 +989,132 @@ def delta_report(ctx, res, f):
     res.cmp("delta", "case 3: fetched after skipping 5 versions", tr["fetched_bytes"] / 1e6, "MB",
             "full archive", tr["archive_bytes"] / 1e6)
 
-    # case 4
-    v2, plain = f["v2"], f["v2_plain"]
-    for name, tl in (("delta", v2), ("plain", plain)):
-        res.add("delta", "publish_cpu_s", tl["cpu_s"], "s", case="4", provider=name, version=2)
-        res.add("delta", "publish_s", tl["published"], "s", case="4", provider=name, version=2)
-        res.add("delta", "archive_bytes", tl["size"], "B", case="4", provider=name, version=2)
+    # case 4: provider CPU, medians of the paired publishes
+    for i, rep in enumerate(reps):
+        for name in ("delta", "plain"):
+            tl = rep[name]
+            res.add("delta", "publish_cpu_s", tl["cpu_s"], "s", case="4", provider=name, version=2 + i,
+                    order="plain first" if i % 2 else "delta first")
+            res.add("delta", "publish_s", tl["published"], "s", case="4", provider=name, version=2 + i)
+            res.add("delta", "archive_bytes", tl["size"], "B", case="4", provider=name, version=2 + i)
     for name, tl in f["v1"].items():
         res.add("delta", "publish_cpu_s", tl["cpu_s"], "s", case="4", provider=name, version=1)
         res.add("delta", "publish_s", tl["published"], "s", case="4", provider=name, version=1)
-    res.cmp("delta", f"case 4: provider CPU, v2 publish of {vol_label} tar.zst, SYNC.DELTA true", v2["cpu_s"], "s",
-            "same, SYNC.DELTA false (plain tar.zst)", plain["cpu_s"], target="ratio <= 1.25",
-            met=(v2["cpu_s"] <= 1.25 * plain["cpu_s"]) if judge else None)
-    res.cmp("delta", "case 4: publish wall time (request -> durable publish), SYNC.DELTA true", v2["published"], "s",
-            "same, SYNC.DELTA false", plain["published"])
-    res.cmp("delta", "case 4: archive size, SYNC.DELTA true (chunked)", v2["size"] / 1e6, "MB",
-            "same, SYNC.DELTA false", plain["size"] / 1e6, target="<= 1.05x", met=(v2["size"] <= 1.05 * plain["size"]) if judge else None)
+    of = f" (median of {n})" if n > 1 else ""
+    cd_, cp_ = med([r["delta"]["cpu_s"] for r in reps]), med([r["plain"]["cpu_s"] for r in reps])
+    ratios = ", ".join(f"{r['delta']['cpu_s'] / r['plain']['cpu_s']:.2f}" for r in reps if r["plain"]["cpu_s"])
+    res.cmp("delta", f"case 4: provider CPU, publish of {vol_label} tar.zst with one file changed, SYNC.DELTA true{of}",
+            cd_, "s", f"same, SYNC.DELTA false (plain tar.zst){of}; per-pair ratios {ratios}", cp_,
+            target="ratio <= 1.25", met=(cd_ <= 1.25 * cp_) if judge else None)
+    for ph in ("archiving", "uploading", "publishing"):
+        dv = [r["delta"].get("cpu_phases", {}).get(ph) for r in reps]
+        pv = [r["plain"].get("cpu_phases", {}).get(ph) for r in reps]
+        for i, (a, b) in enumerate(zip(dv, pv)):
+            for name, v in (("delta", a), ("plain", b)):
+                if v is not None:
+                    res.add("delta", "publish_cpu_phase_s", v, "s", case="4", provider=name, phase=ph, version=2 + i)
+        dv, pv = [v for v in dv if v is not None], [v for v in pv if v is not None]
+        if dv and pv:
+            res.cmp("delta", f"case 4: provider CPU in the {ph} phase (sampled every 50 ms), SYNC.DELTA true{of}",
+                    med(dv), "s", "same, SYNC.DELTA false", med(pv))
+    res.cmp("delta", f"case 4: publish wall time (request -> durable publish), SYNC.DELTA true{of}",
+            med([r["delta"]["published"] for r in reps]), "s", f"same, SYNC.DELTA false{of}",
+            med([r["plain"]["published"] for r in reps]))
+    sd, sp = first["delta"]["size"], first["plain"]["size"]
+    res.cmp("delta", "case 4: archive size, SYNC.DELTA true (chunked: independent frames)", sd / 1e6, "MB",
+            "same data, SYNC.DELTA false", sp / 1e6, target="<= 1.05x (issue point 1)",
+            met=(sd <= 1.05 * sp) if judge else None)
 
-    # case 5
-    dl, full = v2["consumers"]["cons-delta-zst"], f["full"]
-    for name, tl in (("delta", dl), ("full", full)):
-        for k in ("apply_s", "download_s"):
-            if tl.get(k) is not None:
-                res.add("delta", k, tl[k], "s", case="5", consumer=name)
-    res.add("delta", "publish_to_applied_s", dl["applied"], "s", case="5", consumer="delta")
-    transfer_rows("5 full consumer", f["full_transfer"])
-    res.cmp("delta", "case 5: consumer apply (downloading -> applied), v2 by delta", dl["apply_s"], "s",
-            "same record, SYNC.DELTA false consumer (full)", full["apply_s"], target="ratio <= 1.10",
-            met=(dl["apply_s"] <= 1.10 * full["apply_s"]) if judge else None)
-    if dl.get("download_s") is not None and full.get("download_s") is not None:
-        res.cmp("delta", "case 5: downloading phase alone (delta: index, packs, reassembly)", dl["download_s"], "s",
-                "same, full consumer", full["download_s"])
-    res.cmp("delta", "case 5: publish -> applied, v2 by delta", dl["applied"], "s", "publish alone (request -> durable)",
-            v2["published"])
+    # case 5: apply times, medians
+    dls = [r["delta"]["consumers"]["cons-delta-zst"] for r in reps]
+    fulls = [r["full"] for r in reps]
+    for i, (dl, full) in enumerate(zip(dls, fulls)):
+        for name, tl in (("delta", dl), ("full", full)):
+            for k in ("apply_s", "download_s", "scan_s", "applying_s"):
+                if tl.get(k) is not None:
+                    res.add("delta", k, tl[k], "s", case="5", consumer=name, version=2 + i)
+        res.add("delta", "publish_to_applied_s", dl["applied"], "s", case="5", consumer="delta", version=2 + i)
+        transfer_rows("5", reps[i]["full_transfer"], consumer="full", version=2 + i)
 
-    # case 6
-    if f["hwm"]:
-        res.add("delta", "peak_rss", f["hwm"] / MiB, "MiB", case="6", apply="delta", volume=vol_label)
+    def m5(tls, k):
+        vals = [t[k] for t in tls if t.get(k) is not None]
+        return med(vals) if vals else None
+    da, fa = m5(dls, "apply_s"), m5(fulls, "apply_s")
+    ratios = ", ".join(f"{d['apply_s'] / x['apply_s']:.2f}" for d, x in zip(dls, fulls))
+    res.cmp("delta", f"case 5: consumer apply (downloading -> applied) by delta{of}", da, "s",
+            f"same record, SYNC.DELTA false consumer (full){of}; per-pair ratios {ratios}", fa,
+            target="ratio <= 1.10", met=(da <= 1.10 * fa) if judge else None)
+    res.cmp("delta", f"case 5: downloading phase alone (delta: index, packs, reassembly){of}", m5(dls, "download_s"),
+            "s", "same, full consumer (embedded store: a hard link)", m5(fulls, "download_s"))
+    for k, label in (("scan_s", "scanning phase"), ("applying_s", "applying phase")):
+        if m5(dls, k) is not None and m5(fulls, k) is not None:
+            res.cmp("delta", f"case 5: {label}, delta consumer{of}", m5(dls, k), "s", "same, full consumer", m5(fulls, k))
+    res.cmp("delta", f"case 5: publish -> applied by delta{of}", m5(dls, "applied"), "s",
+            "publish alone (request -> durable)", med([r["delta"]["published"] for r in reps]))
+
+    dn = f.get("devnode")
+    if dn:
+        d, full = dn["delta"], dn["full"]
+        for name, tl in (("delta", d), ("full", full)):
+            for k in ("apply_s", "download_s", "scan_s", "applying_s"):
+                if tl.get(k) is not None:
+                    res.add("delta", k, tl[k], "s", case="5 devnode", consumer=name, version=2)
+        transfer_rows("5 devnode", dn["transfer"], consumer="delta", version=2)
+        transfer_rows("5 devnode", dn["full_transfer"], consumer="full", version=2)
+        res.cmp("delta", "case 5 through carsync-devnode (HTTP): consumer apply (downloading -> applied) by delta"
+                + mode_note(dn["transfer"]), d["apply_s"], "s", "same record, SYNC.DELTA false consumer (full download)",
+                full["apply_s"], target="ratio <= 1.10", met=(d["apply_s"] <= 1.10 * full["apply_s"]) if judge else None)
+        res.cmp("delta", "case 5 through carsync-devnode: downloading phase alone (delta: index, packs, reassembly)",
+                d["download_s"], "s", "same, full consumer (the archive over HTTP)", full["download_s"])
+
+    # case 6: memory of v2's applies; the sampled VmRSS split by phase
+    samples = f.get("rss") or []
+
+    def peak(t0, t1):
+        vals = [v for t, v in samples if t0 is not None and t1 is not None and t0 <= t <= t1]
+        return max(vals) / MiB if vals else None
+
+    def at(x):
+        vals = [v for t, v in samples if x is not None and t <= x]
+        return vals[-1] / MiB if vals else None
+
+    def phase_peaks(tl):
+        t = tl["t"]
+        return {"downloading": peak(t["download"], t["downloaded"]), "scan+apply": peak(t["downloaded"], t["applied"]),
+                "before": at(t["download"])}
+    if first["hwm"]:
+        dl0, full0 = dls[0], fulls[0]
+        pk_d, pk_f, pk_l = phase_peaks(dl0), phase_peaks(full0), phase_peaks(f["log_apply"])
+        res.add("delta", "peak_rss", first["hwm"] / MiB, "MiB", case="6", apply="delta", volume=vol_label, over="apply")
+        res.add("delta", "peak_rss", first["full_hwm"] / MiB, "MiB", case="6", apply="full", volume=vol_label,
+                over="apply")
         if f["log_hwm"]:
-            res.add("delta", "peak_rss", f["log_hwm"] / MiB, "MiB", case="6", apply="delta", volume=log_label)
-        res.add("delta", "peak_rss", f["full_hwm"] / MiB, "MiB", case="6", apply="full", volume=vol_label)
-        res.cmp("delta", f"case 6: consumer daemon peak RSS over the {vol_label} delta apply", f["hwm"] / MiB, "MiB",
-                f"same over the {log_label} log's delta apply", f["log_hwm"] / MiB if f["log_hwm"] else None,
-                target="tens of MiB (<= 64 MiB), independent of volume size",
-                met=(f["hwm"] / MiB <= 64) if judge else None)
-        res.cmp("delta", f"case 6: consumer daemon peak RSS, {vol_label} delta apply", f["hwm"] / MiB, "MiB",
-                "same over the full consumer's apply of that record", f["full_hwm"] / MiB)
+            res.add("delta", "peak_rss", f["log_hwm"] / MiB, "MiB", case="6", apply="delta", volume=log_label,
+                    over="apply")
+        for name, pk, vl in (("delta", pk_d, vol_label), ("full", pk_f, vol_label), ("delta", pk_l, log_label)):
+            for ph, v in pk.items():
+                if v is not None:
+                    res.add("delta", "sampled_rss_peak", v, "MiB", case="6", apply=name, volume=vl, over=ph)
+        res.cmp("delta", f"case 6: consumer daemon peak RSS (VmHWM) over the {vol_label} delta apply", first["hwm"] / MiB,
+                "MiB", f"same over the full consumer's apply of that record", first["full_hwm"] / MiB,
+                target="tens of MiB (<= 64 MiB)", met=(first["hwm"] / MiB <= 64) if judge else None)
+        if pk_d["downloading"] is not None and pk_d["before"] is not None:
+            grow = pk_d["downloading"] - pk_d["before"]
+            grow_l = (pk_l["downloading"] - pk_l["before"]) if (pk_l["downloading"] and pk_l["before"]) else None
+            res.add("delta", "reassembly_rss_growth", grow, "MiB", case="6", volume=vol_label, rss_before=pk_d["before"])
+            if grow_l is not None:
+                res.add("delta", "reassembly_rss_growth", grow_l, "MiB", case="6", volume=log_label,
+                        rss_before=pk_l["before"])
+            res.cmp("delta", f"case 6: RSS growth while reassembling (downloading phase peak - RSS before it, "
+                    f"{pk_d['before']:.0f} MiB; VmRSS every 50 ms), {vol_label}", grow, "MiB",
+                    f"same, the {log_label} log's delta (RSS before {pk_l['before'] or 0:.0f} MiB)", grow_l,
+                    target="bounded: tens of MiB at most, independent of volume size",
+                    met=(grow <= 32) if judge else None)
+        if pk_d["scan+apply"] is not None and pk_f["scan+apply"] is not None:
+            res.cmp("delta", f"case 6: peak RSS scanning + applying (sampled), delta consumer, {vol_label}",
+                    pk_d["scan+apply"], "MiB", "same, full consumer", pk_f["scan+apply"])
+        if f["log_hwm"]:
+            res.cmp("delta", f"case 6: consumer daemon peak RSS (VmHWM) over the {vol_label} delta apply", first["hwm"] / MiB,
+                    "MiB", f"same over the {log_label} log's delta apply", f["log_hwm"] / MiB)
     else:
         res.notes.append("delta: case 6 not measured (clear_refs not permitted: VmHWM cannot be reset)")
