@@ -114,10 +114,10 @@ plot '{dat}' u 1:2 w lp t 'first applied', '' u 1:3 w lp t 'last applied'
 """)
     dl = getattr(ctx, "delta", None)
     if dl and dl.get("reps"):
-        bars = [("case 1 tar.zst", dl["reps"][0]["transfer"])]
+        bars = [("1: zst", dl["reps"][0]["transfer"])]
         if dl.get("gz"):
-            bars.append(("case 1 tar.gz", dl["gz"]["transfer"]))
-        bars += [("case 2 log append", dl["log_transfer"]), ("case 3 5 skipped", dl["skip"]["transfer"])]
+            bars.append(("1: gz", dl["gz"]["transfer"]))
+        bars += [("2: log append", dl["log_transfer"]), ("3: 5 skipped", dl["skip"]["transfer"])]
         dat = os.path.join(out, "delta.dat")
         with open(dat, "w") as f:
             f.write("# case fetched_MB archive_MB (the consumer's received history transfer)\n")
@@ -126,7 +126,7 @@ plot '{dat}' u 1:2 w lp t 'first applied', '' u 1:3 w lp t 'last applied'
         jobs.append(f"""
 set output '{out}/delta_fetched.png'
 set title 'delta transfer: bytes the consumer fetched vs the full archive (received history)'
-set ylabel 'MB'; set logscale y; set key outside right top
+set xlabel 'case'; set ylabel 'MB'; set logscale y; set key outside right top
 set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1
 plot '{dat}' u 2:xtic(1) t 'fetched', '' u 3 t 'full archive'
 unset logscale; set style data lines
