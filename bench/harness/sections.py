@@ -787,7 +787,8 @@ def section_delta(ctx, res):
         for c in (cd, cf):
             add_instance(dc, c)
         dc.wait_idle([cd.id, cf.id])
-        sampler, psampler = ProcSampler(dc.pid), ProcSampler(dp.pid)
+        # 20 ms on the consumer: the log's reassembly lasts well under 100 ms
+        sampler, psampler = ProcSampler(dc.pid, 0.02), ProcSampler(dp.pid)
 
         # case 2: a log file and an append
         log_file = os.path.join(pl.data, "app.log")
@@ -1118,3 +1119,11 @@ def delta_report(ctx, res, f):
                     "MiB", f"same over the {log_label} log's delta apply", f["log_hwm"] / MiB)
     else:
         res.notes.append("delta: case 6 not measured (clear_refs not permitted: VmHWM cannot be reset)")
+    if samples:
+        mx = max(v for _, v in samples)
+        res.add("delta", "consumer_rss_first", samples[0][1] / MiB, "MiB", case="6")
+        res.add("delta", "consumer_rss_last", samples[-1][1] / MiB, "MiB", case="6")
+        res.notes.append(f"delta: the consumer carsyncd's VmRSS was {samples[0][1] / MiB:.0f} MiB after start, "
+                         f"{mx / MiB:.0f} MiB at most and {samples[-1][1] / MiB:.0f} MiB at the end of the section "
+                         f"({len(reps) * 2 + 4 + (1 if 'gz' in f else 0)} applies of the {vol_label} volume, "
+                         f"2 of the log; delta_consumer_rss.png)")
