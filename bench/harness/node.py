@@ -5,12 +5,15 @@ figure carsync carries in its events and history entries; never from log wording
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -130,6 +133,33 @@ class EventStream:
         self.conn.close()
 
 
+def metrics(sock, timeout=30):
+    """GET /metrics (Prometheus text): {(name, ((label, value), ...sorted)): value}."""
+    conn = UnixHTTPConnection(sock, timeout)
+    try:
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        text = r.read().decode()
+        if r.status != 200:
+            raise RuntimeError(f"/metrics answered {r.status}")
+    finally:
+        conn.close()
+    out = {}
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if m:
+            labels = tuple(sorted((k, v.replace('\\"', '"').replace("\\\\", "\\"))
+                                  for k, v in _LABEL.findall(m.group(3) or "")))
+            out[(m.group(1), labels)] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    """The sum of name's series whose labels include every given one (0 when none)."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
 def proc_status(pid):
     out = {}
     with open(f"/proc/{pid}/status") as f:
@@ -138,6 +168,46 @@ def proc_status(pid):
             if k in ("VmRSS", "VmHWM"):
                 out[k] = int(v.split()[0]) * 1024
     return out
+
+
+class ProcSampler:
+    """VmRSS and CPU seconds of pid every `interval` s on its own thread, so a peak or a CPU
+    cost can be split by phase (VmHWM only gives the peak since its last reset): samples are
+    (time, rss bytes, cpu seconds); peak(t0, t1) and cpu(t0, t1) over receipt times."""
+
+    def __init__(self, pid, interval=0.05):
+        self.pid, self.interval = pid, interval
+        self.samples = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping.wait(self.interval):
+            try:
+                self.samples.append((time.time(), proc_status(self.pid)["VmRSS"], cpu_seconds(self.pid)))
+            except (OSError, KeyError, IndexError):  # the process ended
+                return
+
+    def peak(self, t0, t1):
+        """The largest RSS sample in [t0, t1], or None when there is none."""
+        if t0 is None or t1 is None:
+            return None
+        vals = [v for t, v, _ in list(self.samples) if t0 <= t <= t1]
+        return max(vals) if vals else None
+
+    def cpu(self, t0, t1):
+        """CPU seconds between the samples nearest t0 and t1 (None without samples there)."""
+        if t0 is None or t1 is None:
+            return None
+        s = list(self.samples)
+        before = lambda x: max((c for t, _, c in s if t <= x), default=None)
+        a, b = before(t0), before(t1)
+        return (b - a) if (a is not None and b is not None) else None
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
 
 
 def cpu_seconds(pid):

@@ -112,6 +112,38 @@ set title 'one provider to N consumers through carsync-devnode'
 set xlabel 'consumers'; set ylabel 's from the request'; set key outside right top
 plot '{dat}' u 1:2 w lp t 'first applied', '' u 1:3 w lp t 'last applied'
 """)
+    dl = getattr(ctx, "delta", None)
+    if dl and dl.get("reps"):
+        bars = [("1: zst", dl["reps"][0]["transfer"])]
+        if dl.get("gz"):
+            bars.append(("1: gz", dl["gz"]["transfer"]))
+        bars += [("2: log append", dl["log_transfer"]), ("3: 5 skipped", dl["skip"]["transfer"])]
+        dat = os.path.join(out, "delta.dat")
+        with open(dat, "w") as f:
+            f.write("# case fetched_MB archive_MB (the consumer's received history transfer)\n")
+            for label, tr in bars:
+                f.write(f'"{label}" {tr["fetched_bytes"] / 1e6} {tr["archive_bytes"] / 1e6}\n')
+        jobs.append(f"""
+set output '{out}/delta_fetched.png'
+set title 'delta transfer: bytes the consumer fetched vs the full archive (received history)'
+set xlabel 'case'; set ylabel 'MB'; set logscale y; set key outside right top
+set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1
+plot '{dat}' u 2:xtic(1) t 'fetched', '' u 3 t 'full archive'
+unset logscale; set style data lines
+""")
+        if dl.get("rss"):
+            dat = os.path.join(out, "delta-rss.dat")
+            t0 = dl["rss"][0][0]
+            with open(dat, "w") as f:
+                f.write("# s since the first sample, delta-cons VmRSS MiB (every 50 ms)\n")
+                for t, v in dl["rss"]:
+                    f.write(f"{t - t0:.3f} {v / 1048576:.2f}\n")
+            jobs.append(f"""
+set output '{out}/delta_consumer_rss.png'
+set title 'delta section: the consumer carsyncd VmRSS over the run (all its applies)'
+set xlabel 's'; set ylabel 'MiB'; set key off
+plot '{dat}' u 1:2 w l
+""")
     if not jobs:
         return []
     script = "set terminal pngcairo size 900,560 noenhanced\nset grid\n" if _has_cairo() else \

@@ -136,3 +136,44 @@ def tree_bytes(d):
         for name in files:
             total += os.path.getsize(os.path.join(root, name))
     return total
+
+
+def fill_delta_volume(d, nbytes, run, files, file_bytes):
+    """A mixed snapshot of about nbytes for the delta section: fill_mixed's content for the
+    rest and `files` incompressible files of file_bytes each under blobs/, the files that the
+    section changes one per version (a model shard replaced). Returns their paths."""
+    fill_mixed(d, nbytes - files * file_bytes, run)
+    os.makedirs(os.path.join(d, "blobs"))
+    paths = []
+    for i in range(files):
+        p = os.path.join(d, "blobs", f"shard-{i:02d}.bin")
+        with open(p, "wb") as f:
+            f.write(os.urandom(file_bytes))
+        paths.append(p)
+    subprocess.run(["sync", "-f", d], check=True)
+    return paths
+
+
+def replace_random(path):
+    """Rewrites the file in place with new random bytes of the same size, durably (its
+    directory's entry and mtime stay: only the file's own tar header and content change)."""
+    n = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.write(os.urandom(n))
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_log(path, nbytes, run, mode="w"):
+    """nbytes of structured log lines (_log's), written (mode "w") or appended ("a") in 8 MiB
+    pieces: text that compresses as real logs do, with no repetition for chunking to find."""
+    rng = random.Random(run)
+    piece = 8 << 20
+    with open(path, mode + "b") as f:
+        left = nbytes
+        while left > 0:
+            f.write(_log(rng, min(piece, left), run).encode())
+            left -= min(piece, left)
+        f.flush()
+        os.fsync(f.fileno())
