@@ -5,7 +5,8 @@
 // signal delivered to a thread blocked in a condition wait is held until that wait ends, which
 // for an idle pool thread is never, so a reload or a stop would be lost. Threads inherit the
 // signal mask of the thread that creates them: create them inside a SignalBlocker's scope and
-// every signal stays blocked in them for good (Asio's thread_pool does the same for its own).
+// every signal stays blocked in them for good. (Boost 1.81's asio::thread_pool does not: its
+// threads take the creator's mask, so runtime::BlockingPool creates it inside a blocker.)
 #include <signal.h>
 
 namespace carsync::io {

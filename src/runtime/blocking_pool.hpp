@@ -14,6 +14,8 @@
 // The same compiler also miscompiled a co_await inside an if-condition or a || / && operand
 // of a coroutine taking a reference parameter (SIGILL at resumption): carsync awaits into a
 // named local first, then tests it.
+#include "io/signal_blocker.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
@@ -39,7 +41,10 @@ namespace asio = boost::asio;
 
 class BlockingPool {
  public:
-  explicit BlockingPool(unsigned threads) : pool_(threads ? threads : 1) {}
+  // The threads are created with every signal blocked (io::SignalBlocker: a temporary of this
+  // mem-initializer, so it lives until pool_ is built): Boost 1.81's thread_pool leaves its
+  // threads the creator's mask, and an idle one handed carsyncd's SIGHUP under TSan holds it.
+  explicit BlockingPool(unsigned threads) : pool_((io::SignalBlocker{}, threads ? threads : 1)) {}
   ~BlockingPool() { join(); }
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;

@@ -7,6 +7,7 @@
 #include "runtime/dir_watcher.hpp"
 #include "runtime/instance_supervisor.hpp"
 #include "runtime/local_backend.hpp"
+#include "io/signal_blocker.hpp"
 #include "runtime/node_metrics.hpp"
 #include "runtime/task_group.hpp"
 #include "net/docker_client.hpp"
@@ -571,8 +572,11 @@ Node::~Node() {
 
 void Node::start() {
   impl_->start();
-  if (impl_->own_ioc && !impl_->own_thread.joinable())
+  if (impl_->own_ioc && !impl_->own_thread.joinable()) {
+    // The embedding application's signals are its own: the node's thread never takes one.
+    io::SignalBlocker blocked;
     impl_->own_thread = std::thread([im = impl_] { im->own_ioc->run(); });
+  }
 }
 
 void Node::run() {

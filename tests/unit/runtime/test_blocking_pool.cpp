@@ -6,6 +6,8 @@
 #include <boost/asio/io_context.hpp>
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <atomic>
 #include <stdexcept>
 #include <thread>
@@ -103,6 +105,43 @@ TEST(BlockingPool, AThrowingCancellableJobLeavesNothingRegistered) {
   EXPECT_TRUE(caught);
   EXPECT_EQ(pool.cancellable_in_flight(), 0u);
   pool.cancel_all();  // writes through every registered flag: must touch nothing freed
+}
+
+}  // namespace
+}  // namespace carsync::runtime
+
+namespace carsync::runtime {
+namespace {
+
+// carsyncd's SIGHUP and SIGTERM are its loop thread's: a pool thread must never take one (under
+// TSan an idle one would hold it for good; Service.NoKeepAlivesWhenTheWatchdogIsForAnotherProcess).
+TEST(BlockingPool, ThreadsBlockEverySignalAndTheCreatorKeepsItsMask) {
+  sigset_t before;
+  ASSERT_EQ(::pthread_sigmask(SIG_SETMASK, nullptr, &before), 0);
+  ASSERT_FALSE(::sigismember(&before, SIGHUP));
+  boost::asio::io_context ioc;
+  BlockingPool pool(3);
+  int checked = 0;
+  bool all_blocked = true;
+  boost::asio::co_spawn(ioc, [&]() -> boost::asio::awaitable<void> {
+    for (int i = 0; i < 9; ++i) {
+      const bool blocked = co_await pool.run([] {
+        sigset_t mask;
+        ::pthread_sigmask(SIG_SETMASK, nullptr, &mask);
+        bool all = true;
+        for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1}) all = all && ::sigismember(&mask, sig);
+        return all;
+      });
+      all_blocked = all_blocked && blocked;
+      ++checked;
+    }
+  }, boost::asio::detached);
+  ioc.run();
+  EXPECT_EQ(checked, 9);
+  EXPECT_TRUE(all_blocked);
+  sigset_t after;
+  ASSERT_EQ(::pthread_sigmask(SIG_SETMASK, nullptr, &after), 0);
+  EXPECT_FALSE(::sigismember(&after, SIGHUP)) << "the creating thread's mask was left changed";
 }
 
 }  // namespace
