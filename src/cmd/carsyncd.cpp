@@ -5,6 +5,7 @@
 #include "cmd/log_setup.hpp"
 #include "cmd/progress_log.hpp"
 #include "cmd/service_notify.hpp"
+#include "cmd/signal_stream.hpp"
 #include "cmd/status_summary.hpp"
 #include "net/control_server.hpp"
 #include "runtime/api_instances.hpp"
@@ -13,7 +14,6 @@
 #include "runtime/task_group.hpp"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
@@ -50,10 +50,11 @@ int main(int argc, char** argv) {
   carsync::cmd::setup_logging(log_format == "json" ? carsync::cmd::LogFormat::json : carsync::cmd::LogFormat::text,
                               spdlog::level::from_str(log_level));
   try {
-    // Signals are caught from here on: one that arrives while the node starts is kept by the
-    // signal_set and handled once the loop runs (a graceful stop), never the default action.
+    // Signals are blocked from here on, before any thread starts, and read from a signalfd:
+    // one that arrives while the node starts waits in the kernel and is handled once the loop
+    // runs (a graceful stop), never the default action.
     boost::asio::io_context ioc{1};
-    boost::asio::signal_set signals(ioc, SIGTERM, SIGINT, SIGHUP);
+    carsync::cmd::SignalStream signals(ioc.get_executor(), {SIGTERM, SIGINT, SIGHUP});
     // The file's instances, then those added through the control API (kept in data_dir).
     std::optional<carsync::runtime::ApiInstances> catalog;
     auto with_api_instances = [&](carsync::NodeConfig cfg) {

@@ -1,6 +1,6 @@
 #pragma once
 // Threads carsync starts must not take the process's signals. A signal is the application's
-// business (carsyncd handles SIGTERM/SIGHUP on its loop thread through a signal_set), and a
+// business (carsyncd reads SIGTERM/SIGHUP on its loop thread from a signalfd), and a
 // signal the kernel hands to an idle worker is not harmless either: under ThreadSanitizer a
 // signal delivered to a thread blocked in a condition wait is held until that wait ends, which
 // for an idle pool thread is never, so a reload or a stop would be lost. Threads inherit the

@@ -144,12 +144,6 @@ TEST_F(Service, NotifiesReadyWatchdogReloadAndStopOverNotifySocket) {
 }
 
 TEST_F(Service, NoKeepAlivesWhenTheWatchdogIsForAnotherProcess) {
-#if defined(__SANITIZE_THREAD__)
-  // Open defect: under ThreadSanitizer only, carsyncd with a 2 ms watchdog meant for another
-  // process never logs the reload after this SIGHUP (twice in CI's TSan stage of issue 12,
-  // after every thread but main was made to block signals). The plain and ASan runs pass.
-  GTEST_SKIP() << "SIGHUP reload under TSan with WATCHDOG_PID of another process: open defect";
-#endif
   NotifySocket sock(tmp / "notify.sock");
   // WATCHDOG_PID names pid 1: the variables were meant for another process. A 2 ms watchdog
   // (a keep-alive every millisecond were it ours) over a run through a reload and a stop.
