@@ -17,8 +17,12 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <iostream>
@@ -29,7 +33,25 @@
 #define CARSYNC_VERSION "unknown"
 #endif
 
+namespace {
+
+// glibc gives each thread that allocates an arena of its own, up to 8 per CPU, and keeps what
+// an arena freed for that arena. carsyncd's pool threads take turns building and scanning
+// archives, so every arena grows to the largest apply it once served: a consumer's RSS rose
+// 25 -> 39 MiB over six 200 MB applies (3,205 files) and from 14 to 111 MiB over the delta
+// bench's 15,000-file applies, and stayed there. With two arenas it stays at 22-25 MiB over the
+// same six applies (one: 21 MiB). An operator's MALLOC_ARENA_MAX or glibc.malloc.arena_max
+// tunable wins.
+void limit_malloc_arenas() {
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (std::getenv("MALLOC_ARENA_MAX") || (tunables && std::strstr(tunables, "glibc.malloc.arena_max"))) return;
+  ::mallopt(M_ARENA_MAX, 2);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  limit_malloc_arenas();  // before any thread starts
   CLI::App app{"carsyncd: replicates container application state between hosts"};
   std::string config_file;
   std::string log_level = "info";
