@@ -333,10 +333,17 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
   http::request_serializer<http::empty_body> serializer{head};
   stream.expires_after(limit);
   auto [hec, hn] = co_await http::async_write_header(stream, serializer, tok);
-  if (hec) {
+  // A server may answer before it has read the request, then close: a 503 at its connection
+  // limit, a 413. On a fresh connection a write the peer cut short (EPIPE, reset) still reads
+  // what it said; only if there is no answer is the write's error the result. On a reused
+  // connection the same error means the peer dropped it while idle: the caller retries.
+  boost::system::error_code cut;
+  auto cut_short = [&](const boost::system::error_code& ec) { return !reused && is_disconnect(ec); };
+  if (hec && !cut_short(hec)) {
     stale = reused && is_disconnect(hec);
     co_return transport_error(what, "send request", hec, limit);
   }
+  if (hec) cut = hec;
   auto write_raw = [&](std::string_view bytes) -> Task<boost::system::error_code> {
     stream.expires_after(limit);
     auto [ec, n] = co_await asio::async_write(stream, asio::buffer(bytes.data(), bytes.size()), tok);
@@ -344,7 +351,8 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
   };
   boost::system::error_code wec;
   std::unique_ptr<char[]> chunk(new char[kChunk]);
-  if (req.file.empty()) {
+  if (cut) {
+  } else if (req.file.empty()) {
     if (!req.body.empty()) wec = co_await write_raw(req.body);
   } else {
     wec = co_await write_raw(req.preamble);
@@ -359,15 +367,17 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
     }
     if (!wec) wec = co_await write_raw(req.epilogue);
   }
-  if (wec) {
+  if (wec && !cut_short(wec)) {
     stale = reused && is_disconnect(wec);
     co_return transport_error(what, "send request body", wec, limit);
   }
+  if (wec) cut = wec;
 
   http::response_parser<http::buffer_body> parser;
   parser.body_limit(boost::none);  // capped below, per destination
   stream.expires_after(limit);
   auto [rec, rn] = co_await http::async_read_header(stream, conn->buffer, parser, tok);
+  if (rec && cut) co_return transport_error(what, "send request", cut, limit);
   if (rec) {
     stale = reused && is_disconnect(rec);
     co_return transport_error(what, "read response", rec, limit);
@@ -425,7 +435,7 @@ Task<Result<HttpResponse>> HttpClient::attempt(const Request& req, const Downloa
     if (auto w = io::write_all(sink.get(), bytes); !w) co_return fail(Error{w.error().code, what + ": " + w.error().message});
     if (target->observe) target->observe(offset, bytes);
   }
-  if (parser.keep_alive()) give_back(std::move(conn));
+  if (parser.keep_alive() && !cut) give_back(std::move(conn));
   co_return out;
 }
 

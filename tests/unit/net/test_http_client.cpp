@@ -147,6 +147,36 @@ TEST_F(HttpClientTest, CallOverAUnixSocketReturnsAnyStatus) {
   EXPECT_NE(server.request_head.find("Content-Length: 0"), std::string::npos) << server.request_head;
 }
 
+// A server at its connection limit answers 503 without reading the request and closes: the
+// client's write hits EPIPE, and what the server said is still the result.
+TEST_F(HttpClientTest, AnAnswerSentBeforeTheRequestWasReadIsTheResult) {
+  asio::local::stream_protocol::acceptor acceptor(io_, asio::local::stream_protocol::endpoint((tmp_ / "busy.sock").string()));
+  const std::string body = R"({"error":{"code":"busy"}})";
+  asio::co_spawn(
+      io_,
+      [&]() -> asio::awaitable<void> {
+        auto socket = co_await acceptor.async_accept(asio::use_awaitable);
+        co_await asio::async_write(socket,
+                                   asio::buffer("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                                "Content-Length: " + std::to_string(body.size()) +
+                                                "\r\nConnection: close\r\n\r\n" + body),
+                                   asio::use_awaitable);
+        socket.shutdown(asio::socket_base::shutdown_both);  // unread: the client's writes fail
+        socket.close();
+      },
+      asio::detached);
+  net::Endpoint ep{"carsync", "80", "", (tmp_ / "busy.sock").string()};
+  // A body far beyond a unix socket's buffers: the write cannot complete before the close.
+  const std::string big(8u << 20, 'x');
+  auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
+    HttpClient http(io_.get_executor(), ep, quick_options());
+    co_return co_await http.call(HttpClient::Verb::post, "/v1/publish", big, false, "publish");
+  }());
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 503u);
+  EXPECT_EQ(r->body, body);
+}
+
 TEST_F(HttpClientTest, UnixSocketWithoutServerIsATransportError) {
   net::Endpoint ep{"carsync", "80", "", (tmp_ / "nobody.sock").string()};
   auto r = run([&]() -> net::Task<Result<net::HttpResponse>> {
