@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 from node import (Daemon, Devnode, ProcSampler, api, cpu_seconds, io_read, metric, metrics, proc_status,
                   reset_peak_rss)
@@ -385,6 +387,17 @@ def section_sizes(ctx, res):
 
 # ---------------------------------------------------------------- fan-out through devnode
 
+def devnode_stats(dn, service="r1fs"):
+    """carsync-devnode's traffic counters for one service (GET /devnode/stats on its port, a
+    devnode-only route: the read itself is not counted, so before/after differences are exact)."""
+    url = dn.backend()[f"{service}_url"] + "/devnode/stats"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.load(r)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise RuntimeError(f"{url}: {e} (a carsync-devnode without the stats route?)") from e
+
+
 def section_fanout(ctx, res):
     work = ctx.fresh_work("fanout")
     edge = os.path.join(work, "edge")
@@ -407,6 +420,7 @@ def section_fanout(ctx, res):
             ev = dc.events
             marks = {c.id: ev.mark(c.id) for c in cons[n]}
             w0 = io_read(dn.proc.pid)
+            s0 = devnode_stats(dn)
             tl = publish_and_wait(dp, p, n, 120)
             cid = tl["cid"]
             times = []
@@ -415,8 +429,17 @@ def section_fanout(ctx, res):
                     return e.first(c.id, marks[c.id], lambda s: (s.get("last_apply") or {}).get("cid") == cid)
                 t_app, _ = ev.wait(done, 600, f"{c.id} apply")
                 times.append(t_app - tl["t0"])
+            # Every consumer has applied, so every download's last write has completed.
+            s1 = devnode_stats(dn)
             w1 = io_read(dn.proc.pid)
-            # Downloads counted from the consumers' events: every entry into the downloading
+            # Measured: the response body bytes devnode's R1FS port wrote in this round (the
+            # downloads plus the small JSON answers, e.g. the provider's add_file).
+            served = s1["body_bytes_sent"] - s0["body_bytes_sent"]
+            file_bytes = s1["file_bytes_sent"] - s0["file_bytes_sent"]
+            downloads = s1["file_responses"] - s0["file_responses"]
+            cut = s1["cut_responses"] - s0["cut_responses"]
+            received = s1["request_body_bytes_received"] - s0["request_body_bytes_received"]
+            # The estimate from the consumers' events: every entry into the downloading
             # phase is one fetch of the archive (a retried download enters it again).
             fetches = 0
             for c in cons[n]:
@@ -425,16 +448,22 @@ def section_fanout(ctx, res):
                     if st["phase"] == "downloading" and prev != "downloading":
                         fetches += 1
                     prev = st["phase"]
-            served = fetches * (tl["size"] or 0)
+            estimate = fetches * (tl["size"] or 0)
             out[n] = {"first": min(times), "last": max(times), "published": tl["published"], "served": served,
+                      "served_estimate": estimate, "file_bytes": file_bytes, "downloads": downloads,
                       "archive": tl["size"], "fetches": fetches, "rchar": w1 - w0}
             log(f"fanout: {n} consumers: last applied {max(times):.3f} s after the request (published "
-                f"{tl['published']:.3f} s), {fetches} downloads of {tl['size'] / 1e6:.2f} MB; devnode read() "
-                f"{(w1 - w0) / 1e6:.1f} MB")
+                f"{tl['published']:.3f} s); devnode served {served / 1e6:.3f} MB ({downloads} downloads, "
+                f"{file_bytes / 1e6:.3f} MB of files, {cut} cut; {received / 1e6:.3f} MB received), events "
+                f"show {fetches} downloads of {tl['size'] / 1e6:.3f} MB = {estimate / 1e6:.3f} MB; "
+                f"devnode read() {(w1 - w0) / 1e6:.1f} MB")
             res.add("fanout", "last_applied_s", max(times), "s", consumers=n)
             res.add("fanout", "first_applied_s", min(times), "s", consumers=n)
             res.add("fanout", "published_s", tl["published"], "s", consumers=n)
-            res.add("fanout", "bytes_served", served, "B", consumers=n, archive_bytes=tl["size"], downloads=fetches)
+            res.add("fanout", "bytes_served", served, "B", consumers=n, archive_bytes=tl["size"], downloads=downloads,
+                    file_bytes=file_bytes, cut_downloads=cut, request_bytes_received=received)
+            res.add("fanout", "bytes_served_estimate", estimate, "B", consumers=n, archive_bytes=tl["size"],
+                    downloads=fetches)
             res.add("fanout", "devnode_rchar", w1 - w0, "B", consumers=n)
     finally:
         for d in (dp, dc):
@@ -447,8 +476,11 @@ def section_fanout(ctx, res):
     for n in counts:
         o = out[n]
         res.cmp("fanout", f"fan-out to {n}: last applied", o["last"], "s", f"{min(counts)} consumer", one["last"])
-        res.cmp("fanout", f"fan-out to {n}: bytes served", o["served"] / 1e6, "MB",
+        res.cmp("fanout", f"fan-out to {n}: bytes served (devnode's count)", o["served"] / 1e6, "MB",
                 f"{n} x archive ({o['archive'] / 1e6:.2f} MB)", n * o["archive"] / 1e6)
+        res.cmp("fanout", f"fan-out to {n}: bytes served (estimate: {o['fetches']} downloads in events x archive)",
+                o["served_estimate"] / 1e6, "MB", f"{n} x archive ({o['archive'] / 1e6:.2f} MB)",
+                n * o["archive"] / 1e6)
 
 
 # ---------------------------------------------------------------- archive build and apply

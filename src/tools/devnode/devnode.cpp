@@ -39,11 +39,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <sstream>
 #include <random>
 #include <span>
 #include <unordered_set>
@@ -169,6 +171,9 @@ constexpr std::size_t kChunk = 64 * 1024;
 enum class Service { cstore, r1fs };
 
 std::string_view name_of(Service s) { return s == Service::cstore ? "cstore" : "r1fs"; }
+
+// The devnode-only traffic counters' route (devnode.hpp), as parse_request_target names it.
+constexpr std::string_view kStatsRoute = "devnode/stats";
 
 // §3: every JSON answer carries these eight keys.
 json::object envelope(json::value result) {
@@ -394,6 +399,27 @@ struct Devnode::Impl {
   fs::path names_dir, tmp_dir;
 
   std::uint16_t cstore_port = 0, r1fs_port = 0;  // as bound (an ephemeral port resolved)
+  // Plain counters: every connection coroutine runs on this one executor (see devnode.hpp).
+  DevnodeStats cstore_stats, r1fs_stats;
+
+  DevnodeStats& stats_of(Service s) { return s == Service::cstore ? cstore_stats : r1fs_stats; }
+
+  Reply stats_reply(Service s) {
+    const auto& st = stats_of(s);
+    Reply r;
+    r.body = json::serialize(json::object{
+        {"service", name_of(s)},
+        {"requests", st.requests},
+        {"responses", st.responses},
+        {"cut_responses", st.cut_responses},
+        {"file_responses", st.file_responses},
+        {"body_bytes_sent", st.body_bytes_sent},
+        {"file_bytes_sent", st.file_bytes_sent},
+        {"header_bytes_sent", st.header_bytes_sent},
+        {"request_body_bytes_received", st.request_body_bytes_received},
+    });
+    return r;
+  }
 
   std::string url(std::uint16_t port) const {
     auto address = asio::ip::make_address(options.listen);
@@ -432,11 +458,12 @@ struct Devnode::Impl {
     changed.cancel();
   }
 
-  // Reads the rest of the request body into `sink`, refusing more than `cap` bytes.
+  // Reads the rest of the request body into `sink`, refusing more than `cap` bytes; counts
+  // what it read into `counted` unless that is null (the stats route).
   enum class BodyStatus { ok, too_large, failed };
   asio::awaitable<BodyStatus> read_body(Connection& conn, beast::flat_buffer& buffer,
                                         http::request_parser<http::buffer_body>& parser, std::uint64_t cap,
-                                        const std::function<bool(std::string_view)>& sink) {
+                                        const std::function<bool(std::string_view)>& sink, DevnodeStats* counted) {
     std::unique_ptr<char[]> chunk(new char[kChunk]);
     std::uint64_t total = 0;
     while (!parser.is_done()) {
@@ -448,6 +475,7 @@ struct Devnode::Impl {
       if (ec) co_return BodyStatus::failed;
       std::size_t got = kChunk - parser.get().body().size;
       total += got;
+      if (counted) counted->request_body_bytes_received += got;
       if (total > cap) co_return BodyStatus::too_large;
       if (!sink(std::string_view(chunk.get(), got))) co_return BodyStatus::failed;
     }
@@ -480,11 +508,17 @@ struct Devnode::Impl {
       auto target = parse_request_target(head.target());
       in.route = std::move(target.route);
       in.query = std::move(target.query);
+      // The stats route counts nothing of its own, so that reading the counters twice with
+      // no traffic in between gives the same numbers.
+      const bool stats_route = in.route == kStatsRoute;
+      DevnodeStats* counted = stats_route ? nullptr : &stats_of(service);
+      if (counted) ++counted->requests;
 
       if (head[http::field::expect] == "100-continue") {
         http::response<http::empty_body> cont{http::status::continue_, 11};
         conn.stream.expires_after(options.io_timeout);
         auto [cec, cn] = co_await http::async_write(conn.stream, cont, tok);
+        if (counted) counted->header_bytes_sent += cn;
         if (cec) break;
       }
 
@@ -524,7 +558,8 @@ struct Devnode::Impl {
         // A malformed or oversized body is still read to its end, to answer it on a live connection.
         return multipart->feed(bytes) != MultipartStream::Status::sink_failed;
       };
-      auto body_status = co_await read_body(conn, buffer, parser, upload ? options.max_upload_bytes : options.max_json_bytes, sink);
+      auto body_status = co_await read_body(conn, buffer, parser, upload ? options.max_upload_bytes : options.max_json_bytes,
+                                            sink, counted);
       if (upload) {
         in.upload.status = multipart->finish();
         in.upload.has_file = multipart->has_file();
@@ -540,7 +575,9 @@ struct Devnode::Impl {
         request += separator + name + "=" + value;
         separator = '&';
       }
-      auto fault = faults.pick(request);
+      // The stats route is kept out of fault matching: a "*" rule would break the counters'
+      // readers (the benchmark), and reads would use up #N rules meant for the API's routes.
+      auto fault = stats_route ? std::nullopt : faults.pick(request);
       if (fault && fault->action == FaultPlan::Action::hang) {
         spdlog::debug("devnode {}: {} {} -> (fault: hang)", name_of(service), std::string(http::to_string(in.method)), in.route);
         conn.idle = true;  // stop() may cut it; otherwise wait until the client gives up
@@ -562,10 +599,11 @@ struct Devnode::Impl {
       Reply reply;
       if (body_status == BodyStatus::too_large) reply = detail(413, "request body too large");
       else if (fault && fault->action == FaultPlan::Action::status) reply = detail(fault->status, "injected fault");
+      else if (stats_route) reply = in.method == http::verb::get ? stats_reply(service) : detail(405, "Method Not Allowed");
       else reply = co_await handle(service, in);
 
       const bool keep_alive = head.keep_alive() && body_status == BodyStatus::ok && !stopping;
-      bool written = co_await write_reply(conn, reply, keep_alive, fault);
+      bool written = co_await write_reply(conn, reply, keep_alive, fault, counted);
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
       spdlog::debug("devnode {}: {} {} -> {}{} ({} ms)", name_of(service), std::string(http::to_string(in.method)),
                     std::string(head.target()), reply.status, reply.file.empty() ? "" : " file", ms);
@@ -578,24 +616,42 @@ struct Devnode::Impl {
     changed.cancel();
   }
 
+  // Writes the answer, counting into `counted` (unless null) the header and body bytes as
+  // each write completes, so a cut answer counts what went out. The head and the body are
+  // written separately for that reason, JSON answers too.
   asio::awaitable<bool> write_reply(Connection& conn, Reply& reply, bool keep_alive,
-                                    const std::optional<FaultPlan::Fault>& fault) {
-    if (reply.file.empty()) {
-      http::response<http::string_body> res{static_cast<http::status>(reply.status), 11};
-      res.set(http::field::server, "carsync-devnode");
-      res.set(http::field::content_type, "application/json");
-      res.keep_alive(keep_alive);
-      res.body() = std::move(reply.body);
-      res.prepare_payload();
+                                    const std::optional<FaultPlan::Fault>& fault, DevnodeStats* counted) {
+    DevnodeStats ignored_stats;
+    DevnodeStats& st = counted ? *counted : ignored_stats;
+    const bool is_file = !reply.file.empty();
+    auto finish = [&](bool complete) {
+      ++(complete ? st.responses : st.cut_responses);
+      if (is_file) ++st.file_responses;
+      return complete;
+    };
+    if (!is_file) {
+      http::response<http::empty_body> head{static_cast<http::status>(reply.status), 11};
+      head.set(http::field::server, "carsync-devnode");
+      head.set(http::field::content_type, "application/json");
+      head.keep_alive(keep_alive);
+      head.content_length(reply.body.size());
+      // One gather write of head and body (two writes would meet Nagle and the peer's delayed
+      // ACK: ~40 ms per answer); the head's length splits the count.
+      std::ostringstream text;
+      text << head.base();  // the status line, fields and blank line, as the serializer writes them
+      const std::string head_text = std::move(text).str();
+      const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_text), asio::buffer(reply.body)};
       conn.stream.expires_after(options.io_timeout);
-      auto [ec, n] = co_await http::async_write(conn.stream, res, tok);
-      co_return !ec;
+      auto [ec, n] = co_await asio::async_write(conn.stream, buffers, tok);
+      st.header_bytes_sent += std::min(n, head_text.size());
+      st.body_bytes_sent += n - std::min(n, head_text.size());
+      co_return finish(!ec);
     }
     // A download: never a JSON content type (§6.3), whatever the file's name.
     io::unique_fd fd(::open(reply.file.c_str(), O_RDONLY | O_CLOEXEC));
-    struct stat st {};
-    if (!fd || ::fstat(fd.get(), &st) != 0) co_return false;
-    const auto size = static_cast<std::uint64_t>(st.st_size);
+    struct stat st_file {};
+    if (!fd || ::fstat(fd.get(), &st_file) != 0) co_return finish(false);
+    const auto size = static_cast<std::uint64_t>(st_file.st_size);
     http::response<http::empty_body> head{http::status::ok, 11};
     head.set(http::field::server, "carsync-devnode");
     head.set(http::field::content_type, "application/octet-stream");
@@ -607,7 +663,8 @@ struct Devnode::Impl {
     http::response_serializer<http::empty_body> serializer{head};
     conn.stream.expires_after(options.io_timeout);
     auto [hec, hn] = co_await http::async_write_header(conn.stream, serializer, tok);
-    if (hec) co_return false;
+    st.header_bytes_sent += hn;
+    if (hec) co_return finish(false);
 
     const bool truncate = fault && fault->action == FaultPlan::Action::truncate;
     const bool corrupt = fault && fault->action == FaultPlan::Action::corrupt;
@@ -616,14 +673,16 @@ struct Devnode::Impl {
     for (std::uint64_t sent = 0; sent < send_bytes;) {
       ssize_t n = ::read(fd.get(), chunk.get(), static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, send_bytes - sent)));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) co_return false;
+      if (n <= 0) co_return finish(false);
       if (corrupt && sent <= size / 2 && size / 2 < sent + static_cast<std::uint64_t>(n)) chunk[size / 2 - sent] ^= 0x01;
       sent += static_cast<std::uint64_t>(n);
       conn.stream.expires_after(options.io_timeout);
       auto [ec, w] = co_await asio::async_write(conn.stream, asio::buffer(chunk.get(), static_cast<std::size_t>(n)), tok);
-      if (ec) co_return false;
+      st.body_bytes_sent += w;
+      st.file_bytes_sent += w;
+      if (ec) co_return finish(false);
     }
-    co_return !truncate;
+    co_return finish(!truncate);
   }
 
   // ----- routing
@@ -949,6 +1008,8 @@ std::uint16_t Devnode::cstore_port() const noexcept { return impl_->cstore_port;
 std::uint16_t Devnode::r1fs_port() const noexcept { return impl_->r1fs_port; }
 std::string Devnode::cstore_url() const { return impl_->url(impl_->cstore_port); }
 std::string Devnode::r1fs_url() const { return impl_->url(impl_->r1fs_port); }
+DevnodeStats Devnode::cstore_stats() const noexcept { return impl_->cstore_stats; }
+DevnodeStats Devnode::r1fs_stats() const noexcept { return impl_->r1fs_stats; }
 
 asio::awaitable<void> Devnode::run() {
   using namespace asio::experimental::awaitable_operators;

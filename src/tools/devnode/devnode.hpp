@@ -14,6 +14,16 @@
 // One coroutine per connection, at most max_connections at once (the acceptor waits for a
 // free slot), a deadline on every read and write. Store calls run on a small blocking
 // pool. Must run on a single-threaded executor (or a strand).
+//
+// Traffic counters (DevnodeStats), per service, are served by a devnode-only route that a
+// real node does not have: `GET /devnode/stats` on each service's port answers that
+// service's counters as a plain JSON object (no envelope):
+//   {"service": "r1fs", "requests": N, "responses": N, "cut_responses": N,
+//    "file_responses": N, "body_bytes_sent": N, "file_bytes_sent": N,
+//    "header_bytes_sent": N, "request_body_bytes_received": N}
+// The stats route is never counted (neither its request nor its answer) and never matched by
+// --faults rules, so two reads with no traffic between them answer the same numbers and a
+// benchmark's before/after difference is the traffic it caused, exactly.
 #include "core/error.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -64,6 +74,20 @@ class FaultPlan {
   std::uint64_t rng_state_ = 0x9e3779b97f4a7c15ull;
 };
 
+// One service's traffic since the devnode started, the stats route excluded. Bytes are
+// counted as each write completes (what the kernel accepted for the socket, partial writes
+// included): a download the client cuts counts what was sent, not the file's size.
+struct DevnodeStats {
+  std::uint64_t requests = 0;                     // request heads read
+  std::uint64_t responses = 0;                    // answers written in full
+  std::uint64_t cut_responses = 0;                // answers whose write failed (or truncate faults)
+  std::uint64_t file_responses = 0;               // of both: get_file downloads (raw bodies)
+  std::uint64_t body_bytes_sent = 0;              // every answer's body bytes, downloads included
+  std::uint64_t file_bytes_sent = 0;              // of which download bodies
+  std::uint64_t header_bytes_sent = 0;            // status lines and headers (100-continue included)
+  std::uint64_t request_body_bytes_received = 0;  // request body bytes as read (chunked framing excluded)
+};
+
 struct DevnodeOptions {
   std::filesystem::path data_dir;
   std::string listen = "127.0.0.1";
@@ -86,6 +110,10 @@ class Devnode {
   std::uint16_t r1fs_port() const noexcept;
   std::string cstore_url() const;
   std::string r1fs_url() const;
+
+  // The counters served at /devnode/stats. Call on the devnode's executor.
+  DevnodeStats cstore_stats() const noexcept;
+  DevnodeStats r1fs_stats() const noexcept;
 
   // Serves until stop() and returns once every connection has closed.
   boost::asio::awaitable<void> run();

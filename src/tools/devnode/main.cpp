@@ -43,6 +43,11 @@ int main(int argc, char** argv) {
   app.add_option("--r1fs-port", options.r1fs_port, "R1FS API port (0: any free port)")->capture_default_str();
   app.add_option("--faults", options.faults,
                  "Fault injection: ROUTE:ACTION[:WHEN],... (see src/tools/devnode/devnode.hpp)");
+  app.footer(
+      "Besides the CStore and R1FS routes, GET /devnode/stats on either port answers that service's\n"
+      "traffic counters as JSON (requests, responses, cut_responses, file_responses, body_bytes_sent,\n"
+      "file_bytes_sent, header_bytes_sent, request_body_bytes_received); it counts nothing of its own\n"
+      "and --faults rules never match it.");
   app.add_option("--log-level", log_level, "trace, debug (one line per request), info, warn, error")
       ->capture_default_str();
   try {
