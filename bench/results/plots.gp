@@ -22,3 +22,15 @@ set output '/work/main/bench/results/fanout_vs_consumers.png'
 set title 'one provider to N consumers through carsync-devnode'
 set xlabel 'consumers'; set ylabel 's from the request'; set key outside right top
 plot '/work/main/bench/results/fanout.dat' u 1:2 w lp t 'first applied', '' u 1:3 w lp t 'last applied'
+
+set output '/work/main/bench/results/delta_fetched.png'
+set title 'delta transfer: bytes the consumer fetched vs the full archive (received history)'
+set xlabel 'case'; set ylabel 'MB'; set logscale y; set key outside right top
+set style data histograms; set style histogram clustered gap 1; set style fill solid 0.8 border -1
+plot '/work/main/bench/results/delta.dat' u 2:xtic(1) t 'fetched', '' u 3 t 'full archive'
+unset logscale; set style data lines
+
+set output '/work/main/bench/results/delta_consumer_rss.png'
+set title 'delta section: the consumer carsyncd VmRSS over the run (all its applies)'
+set xlabel 's'; set ylabel 'MiB'; set key off
+plot '/work/main/bench/results/delta-rss.dat' u 1:2 w l
