@@ -137,7 +137,10 @@ std::string form_query(std::initializer_list<std::pair<std::string_view, std::st
 }
 
 struct HttpClient::Connection {
-  explicit Connection(const asio::any_io_executor& ex) : stream(ex) {}
+  // Beast reads min(capacity - size, 64 KiB) per recv (beast::read_size): left to grow on its
+  // own, the capacity stays one response head's worth and a download arrives ~1 KB per recv
+  // (2 GiB from devnode took 9.5 s, curl 2.1-2.8 s). The argument is a limit, not a capacity.
+  explicit Connection(const asio::any_io_executor& ex) : stream(ex) { buffer.reserve(kChunk); }
   // A generic stream socket: TCP for the node's APIs, a unix socket for the control API.
   beast::basic_stream<asio::generic::stream_protocol> stream;
   beast::flat_buffer buffer{1024 * 1024};  // leftover bytes between keep-alive requests
