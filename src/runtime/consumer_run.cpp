@@ -143,12 +143,14 @@ class ConsumerDriver {
         spdlog::info("[{}] consumer: hsync ok in {:.3f} s", ctx_.config.id, took);
       } else {
         state_.hsync.on_failure(now);
+        if (ctx_.metrics) ctx_.metrics->store_poll_failed(ctx_.config.id, "hsync");
         spdlog::warn("[{}] consumer: hsync failed in {:.3f} s: {}", ctx_.config.id, took, r.error().message);
       }
     }
     auto v = co_await with_deadline(ctx_.kv.hget(std::string(core::sync_hkey), key), ctx_.limits.store_timeout,
                                     "chainstore hget");
     if (!v) {
+      if (ctx_.metrics) ctx_.metrics->store_poll_failed(ctx_.config.id, "hget");
       spdlog::warn("[{}] consumer: hget failed: {}", ctx_.config.id, v.error().message);
       co_return std::nullopt;
     }

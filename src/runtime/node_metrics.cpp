@@ -26,6 +26,7 @@ constexpr std::string_view applied_bytes_total = "carsync_applied_bytes_total";
 constexpr std::string_view fetched_bytes = "carsync_fetched_bytes_total";
 constexpr std::string_view delta_saved = "carsync_delta_saved_bytes_total";
 constexpr std::string_view delta_fallbacks = "carsync_delta_fallbacks_total";
+constexpr std::string_view poll_failures = "carsync_store_poll_failures_total";
 constexpr std::string_view instances = "carsync_instances";
 constexpr std::string_view quarantined = "carsync_instances_quarantined";
 constexpr std::string_view halted = "carsync_instances_halted";
@@ -66,6 +67,9 @@ NodeMetrics::NodeMetrics() {
             "Archive bytes a consumer did not fetch because it reassembled the archive from its base and packs.");
   r.declare(std::string(delta_fallbacks), Type::counter,
             "Records with a delta that a consumer fetched in full, by reason.");
+  r.declare(std::string(poll_failures), Type::counter,
+            "A consumer's reads of its record from ChainStore that failed (the next poll tries again), by "
+            "operation (hget, hsync).");
   r.declare(std::string(instances), Type::gauge, "Instances by the phase they are in.");
   r.declare(std::string(quarantined), Type::gauge, "Consumers whose current record is quarantined (backing off).");
   r.declare(std::string(halted), Type::gauge, "Consumers halted after an uncertain apply, waiting for unhalt.");
@@ -131,6 +135,10 @@ void NodeMetrics::fetched(std::string_view id, std::string_view mode, std::uint6
 
 void NodeMetrics::failed(std::string_view id, Stage stage) {
   registry_.inc(failures, Labels{{"instance", std::string(id)}, {"stage", std::string(to_string(stage))}});
+}
+
+void NodeMetrics::store_poll_failed(std::string_view id, std::string_view op) {
+  registry_.inc(poll_failures, Labels{{"instance", std::string(id)}, {"op", std::string(op)}});
 }
 
 void NodeMetrics::signature_failed(std::string_view id, std::string_view reason) {

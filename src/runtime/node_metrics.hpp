@@ -42,6 +42,10 @@ class NodeMetrics {
   void fetched(std::string_view id, std::string_view mode, std::uint64_t fetched_bytes, std::uint64_t archive_bytes,
                std::string_view fallback);
 
+  // A consumer's poll of ChainStore that failed: `op` "hget" (its record) or "hsync". Nothing
+  // else counts these: the consumer keeps its snapshot and tries again at the next poll.
+  void store_poll_failed(std::string_view id, std::string_view op);
+
   // A request or apply that failed (not a cancellation), by the stage it failed at.
   void failed(std::string_view id, Stage stage);
   // Consumer with trusted keys: a record whose signature did not verify (refused, or applied

@@ -11,6 +11,7 @@
 #include "io/control_files.hpp"
 #include "io/file_engine.hpp"
 #include "io/history_store.hpp"
+#include "runtime/node_metrics.hpp"
 #include "runtime/blocking_pool.hpp"
 #include "runtime/consumer_run.hpp"
 #include "runtime/instance_context.hpp"
@@ -148,6 +149,7 @@ class ConsumerFixture {
 
   RuntimeLimits limits;  // what context() hands the run
   std::vector<core::PublicKey> trusted_keys;  // "trust": context() hands them to the run
+  runtime::NodeMetrics* metrics = nullptr;     // a test that checks the series sets one
 
   runtime::InstanceContext context() {
     return runtime::InstanceContext{.config = config,
@@ -166,6 +168,7 @@ class ConsumerFixture {
                                     .engine = io::EngineKind::portable,
                                     .limits = limits,
                                     .status = nullptr,
+                                    .metrics = metrics,
                                     .trusted_keys = trusted_keys};
   }
 

@@ -211,7 +211,7 @@ class FakeKvStore final : public backend::KvStore {
   };
 
   bool ack = true;  // the acknowledgement hset answers with
-  std::optional<std::string> error_on_hset, error_on_hsync;
+  std::optional<std::string> error_on_hset, error_on_hsync, error_on_hget;
   bool watching = false;  // what supports_watch() answers (a remote replica has no watch)
 
   // Called when hget is entered, to act at a known point of a consumer pass.
@@ -235,6 +235,7 @@ class FakeKvStore final : public backend::KvStore {
   backend::Task<Result<std::optional<boost::json::value>>> hget(std::string hkey, std::string key) override {
     hgets.push_back(key);
     if (on_hget) on_hget(hkey, key);
+    if (error_on_hget) co_return make_error(errc::store_failure, *error_on_hget);
     std::optional<boost::json::value> out;
     if (auto h = data.find(hkey); h != data.end())
       if (auto k = h->second.find(key); k != h->second.end()) out = k->second;

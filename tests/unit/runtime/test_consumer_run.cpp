@@ -229,6 +229,30 @@ TEST_F(ConsumerRun, I118_FailedHsyncIsRetriedAfterThirtySecondsNotOnTheNextTick)
   EXPECT_EQ(kv.hsyncs.size(), 2u);
 }
 
+// A poll of ChainStore that fails is counted by operation, and nothing else happens: the
+// consumer keeps its snapshot and tries again at the next tick.
+TEST_F(ConsumerRun, FailedStorePollsAreCountedInTheMetrics) {
+  runtime::NodeMetrics m;
+  metrics = &m;
+  m.add_instance(config.id, Role::consumer);
+  publish_weights();
+  kv.error_on_hsync = "chainstore unreachable";
+  kv.error_on_hget = "chainstore unreachable";
+  auto out = run_once();
+  EXPECT_EQ(out.outcome, ConsumerOutcome::no_record) << out.error;
+  later(1);
+  run_once();
+  const auto& r = m.registry();
+  EXPECT_EQ(r.value("carsync_store_poll_failures_total", {{"instance", config.id}, {"op", "hget"}}), 2);
+  EXPECT_EQ(r.value("carsync_store_poll_failures_total", {{"instance", config.id}, {"op", "hsync"}}), 1);
+  EXPECT_EQ(r.value("carsync_failures_total", {{"instance", config.id}, {"stage", "validation"}}), 0);
+
+  kv.error_on_hget.reset();
+  later(1);
+  EXPECT_EQ(run_once().outcome, ConsumerOutcome::applied);
+  EXPECT_EQ(r.value("carsync_store_poll_failures_total", {{"instance", config.id}, {"op", "hget"}}), 2);
+}
+
 // ---------------------------------------------------------------------------------------
 // J. Consumer apply
 
