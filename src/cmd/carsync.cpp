@@ -68,6 +68,7 @@ struct Args {
   bool delete_state = false;  // instances rm
   bool no_wait = false;       // publish
   double timeout_s = 0;       // publish: 0 waits as long as the publish takes
+  double reconnect_for_s = 30;  // watch
   std::string dir = "both";   // history
   std::vector<std::string> update_args;  // instances update [ID] FILE
   unsigned limit = 20;        // history
@@ -334,7 +335,7 @@ int status(const Args& args) {
 int watch(const Args& args) {
   auto socket = control_socket(args);
   if (!socket) return report(kUsage, socket.error().message);
-  return carsync::cmd::run_watch({*socket, args.json});
+  return carsync::cmd::run_watch({*socket, args.json, args.reconnect_for_s});
 }
 
 int instances_add(const Args& args) {
@@ -559,6 +560,9 @@ void add_api_commands(CLI::App& app, Args& args, Command& chosen) {
   auto* w = app.add_subcommand(
       "watch", "Live progress of every archive, upload, download and apply (Ctrl-C ends it); without a "
                "terminal, one line per change");
+  w->add_option("--reconnect-for", args.reconnect_for_s,
+                "When carsyncd goes away, keep reconnecting this many seconds before ending with 5 (0: end at once)")
+      ->check(CLI::Range(0.0, 86400.0));
   on_parsed(w, chosen, watch);
 
   auto* inst = app.add_subcommand("instances", "Add, update or remove instances through carsyncd")->require_subcommand(1);

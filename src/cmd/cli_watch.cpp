@@ -21,6 +21,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 namespace carsync::cmd {
 
@@ -62,6 +63,8 @@ struct Watch {
   bool dirty = true;
   bool interrupted = false;
   bool have_snapshot = false;
+  std::size_t snapshots = 0;  // one per (re)connection: the stream opens with one
+  bool reconnecting = false;  // the stream was lost; the next snapshot says it is back
   std::size_t drawn_lines = 0;
   double last_draw = 0;
   int code = kOk;
@@ -90,6 +93,11 @@ struct Watch {
   }
 
   void on_event(const SseEvent& e) {
+    if (e.event == "snapshot") {  // every (re)connection opens with one
+      ++snapshots;
+      if (reconnecting && !tty) std::cerr << "carsync: watch: reconnected" << std::endl;
+      reconnecting = false;
+    }
     if (options.json) {
       write_out(e.data + "\n");
       return;
@@ -132,20 +140,47 @@ struct Watch {
   }
 };
 
+// Follows the event stream. When carsyncd ends it (a restart, a stop) the watch reconnects
+// every 250 ms for up to options.reconnect_for_s; a reconnection starts with a fresh snapshot.
+// Without a terminal the loss and the return are said on stderr (stdout keeps its lines).
 asio::awaitable<void> follow(Watch& w, net::HttpClient& http) {
   std::function<bool(std::string_view)> sink = [&w](std::string_view bytes) { return w.on_bytes(bytes); };
-  auto r = co_await http.stream("/v1/events", sink, "control API /v1/events");
-  if (!r) {
-    w.finish(kUnreachable, r.error().message);
-  } else if (r->status / 100 != 2) {
-    ApiAnswer a;
-    a.status = r->status;
-    a.body = r->body;
-    boost::system::error_code ec;
-    a.json = json::parse(a.body, ec);
-    w.finish(exit_code_for(a), error_text(a));
-  } else {
-    w.finish(kUnreachable, "carsyncd closed the event stream (it is stopping?)");
+  asio::steady_timer pause(w.io);
+  std::optional<std::chrono::steady_clock::time_point> lost_at;
+  for (;;) {
+    const std::size_t before = w.snapshots;
+    w.parser = SseParser{};  // a cut stream may have left half an event
+    auto r = co_await http.stream("/v1/events", sink, "control API /v1/events");
+    if (w.interrupted) co_return;
+    if (r && r->status / 100 != 2) {
+      ApiAnswer a;
+      a.status = r->status;
+      a.body = r->body;
+      boost::system::error_code ec;
+      a.json = json::parse(a.body, ec);
+      w.finish(exit_code_for(a), error_text(a));
+      co_return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const std::string why = r ? "carsyncd closed the event stream (it is stopping?)" : r.error().message;
+    if (w.snapshots > before) {  // this attempt was connected: the loss starts now
+      lost_at = now;
+      w.reconnecting = true;
+      if (w.options.reconnect_for_s > 0 && !w.tty)
+        std::cerr << fmt::format("carsync: watch: {}; reconnecting for up to {:g} s", why, w.options.reconnect_for_s)
+                  << std::endl;
+    } else if (!lost_at) {  // never connected: nothing to wait for
+      w.finish(kUnreachable, why);
+      co_return;
+    }
+    if (now - *lost_at >= std::chrono::duration<double>(w.options.reconnect_for_s)) {
+      w.finish(kUnreachable, w.options.reconnect_for_s > 0
+                                 ? fmt::format("{}; no answer for {:g} s", why, w.options.reconnect_for_s)
+                                 : why);
+      co_return;
+    }
+    pause.expires_after(250ms);
+    co_await pause.async_wait(asio::use_awaitable);
   }
 }
 

@@ -269,14 +269,34 @@ TEST_F(CliDaemon, WatchJsonPrintsTheEventsData) {
   ASSERT_TRUE(watch.wait_exit(10s).has_value());
 }
 
-// The daemon going away ends a watch with "cannot reach" (5), not a hang.
-TEST_F(CliDaemon, WatchEndsWhenTheDaemonStops) {
-  ChildProcess watch({CARSYNC_CLI_PATH, "--socket", socket, "watch"});
+// The daemon going away for longer than --reconnect-for ends a watch with "cannot reach"
+// (5), not a hang.
+TEST_F(CliDaemon, WatchEndsWhenTheDaemonStaysAway) {
+  ChildProcess watch({CARSYNC_CLI_PATH, "--socket", socket, "watch", "--reconnect-for", "1"});
   ASSERT_TRUE(watch.wait_for_output(" p1 ", 20s)) << watch.output();
   ASSERT_TRUE(daemon->terminate(30s).has_value());
   auto status = watch.wait_exit(20s);
   ASSERT_TRUE(status.has_value()) << watch.output();
   EXPECT_EQ(WEXITSTATUS(*status), 5) << watch.output();
+  EXPECT_NE(watch.output().find("reconnecting for up to 1 s"), std::string::npos) << watch.output();
+  EXPECT_NE(watch.output().find("no answer for 1 s"), std::string::npos) << watch.output();
+}
+
+// A watch outlives a daemon restart: it reconnects and goes on with the new daemon's events.
+TEST_F(CliDaemon, WatchReconnectsAcrossADaemonRestart) {
+  ChildProcess watch({CARSYNC_CLI_PATH, "--socket", socket, "watch"});
+  ASSERT_TRUE(watch.wait_for_output(" p1 idle ok", 20s)) << watch.output();
+  ASSERT_TRUE(daemon->terminate(30s).has_value());
+  ASSERT_TRUE(watch.wait_for_output("reconnecting for up to 30 s", 20s)) << watch.output();
+  daemon = std::make_unique<ChildProcess>(std::vector<std::string>{CARSYNCD_PATH, "--config", config.string()});
+  ASSERT_TRUE(watch.wait_for_output("carsync: watch: reconnected", 30s)) << watch.output() << daemon->output();
+  fill_provider(64 * 1024);
+  ASSERT_EQ(cli({"publish", "p1", "-"}, R"({"archive_paths": ["/app/data"]})").exit_code, 0);
+  EXPECT_TRUE(watch.wait_for_output(" p1 idle ok cid ", 30s)) << watch.output();
+  watch.signal(SIGINT);
+  auto status = watch.wait_exit(10s);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
 }
 
 // tmux: a private server (its own socket) with one 120x40 window running `watch`.
