@@ -3,7 +3,7 @@
 #include "io/compute_pool.hpp"
 #include "io/ordered_window.hpp"
 #include "io/frame_id.hpp"
-#include "io/parallel_gzip.hpp"  // looks_incompressible, the gzip member framing
+#include "io/parallel_gzip.hpp"  // deflate_raw, the gzip member framing
 #include "io/sha256.hpp"
 
 #include <zlib.h>
@@ -92,39 +92,15 @@ struct Frame final : OrderedWindow::Job {
   // A whole gzip member (RFC 1952): the header parallel_gzip writes (no name, MTIME 0, so the
   // bytes depend on the input only), raw deflate ended with Z_FINISH, CRC-32 and size.
   void gzip_member() {
-    const auto* data = reinterpret_cast<const Bytef*>(in.data());
-    // Stored when deflate could not gain, as parallel_gzip decides (on the bytes alone).
-    const bool store = level > 0 && looks_incompressible(in);
-    z_stream s{};
-    if (deflateInit2(&s, store ? 0 : level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-      error = s.msg ? s.msg : "cannot initialise deflate";
-      return;
-    }
-    struct End {
-      z_stream* s;
-      ~End() { deflateEnd(s); }
-    } end{&s};
-    constexpr std::size_t header_bytes = 10, trailer_bytes = 8;
-    out.resize(header_bytes + deflateBound(&s, static_cast<uLong>(in.size())) + trailer_bytes);
     const auto header = gzip_header(level);
-    std::copy(header.begin(), header.end(), reinterpret_cast<std::uint8_t*>(out.data()));
-    s.next_in = const_cast<Bytef*>(data);
-    s.avail_in = static_cast<uInt>(in.size());
-    for (;;) {
-      if (out.size() - header_bytes - s.total_out < trailer_bytes + 1) out.resize(out.size() * 2);
-      s.next_out = reinterpret_cast<Bytef*>(out.data()) + header_bytes + s.total_out;
-      s.avail_out = static_cast<uInt>(out.size() - header_bytes - trailer_bytes - s.total_out);
-      const int rc = deflate(&s, Z_FINISH);
-      if (rc == Z_STREAM_END) break;
-      if (rc != Z_OK && rc != Z_BUF_ERROR) {
-        error = "deflate failed";
-        return;
-      }
-    }
-    const std::size_t body = header_bytes + s.total_out;
-    const auto trailer = gzip_trailer(static_cast<std::uint32_t>(crc32_z(0, data, in.size())), in.size());
-    std::copy(trailer.begin(), trailer.end(), reinterpret_cast<std::uint8_t*>(out.data()) + body);
-    out.resize(body + trailer_bytes);
+    out.assign(reinterpret_cast<const std::byte*>(header.data()),
+               reinterpret_cast<const std::byte*>(header.data()) + header.size());
+    // Stored when deflate could not gain, as parallel_gzip decides (on the bytes alone).
+    if (error = deflate_raw(level, {}, in, true, out); !error.empty()) return;
+    const auto trailer = gzip_trailer(
+        static_cast<std::uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(in.data()), in.size())), in.size());
+    out.insert(out.end(), reinterpret_cast<const std::byte*>(trailer.data()),
+               reinterpret_cast<const std::byte*>(trailer.data()) + trailer.size());
   }
 
   // One zstd frame with its content size and checksum, as the zstd tool writes them.

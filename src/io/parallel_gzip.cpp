@@ -51,6 +51,39 @@ bool looks_incompressible(std::span<const std::byte> block) noexcept {
   return bits >= threshold;
 }
 
+std::string deflate_raw(int level, std::span<const std::byte> dictionary, std::span<const std::byte> data, bool finish,
+                        std::vector<std::byte>& out) {
+  // Stored (level 0) when deflate could not gain: the stream stays standard, and the decision
+  // depends on the bytes alone, so the output stays the same at any thread count.
+  const bool store = level > 0 && looks_incompressible(data);
+  z_stream s{};
+  if (deflateInit2(&s, store ? 0 : level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return s.msg ? s.msg : "cannot initialise deflate";
+  struct End {
+    z_stream* s;
+    ~End() { deflateEnd(s); }
+  } end{&s};
+  if (!dictionary.empty() && !store &&
+      deflateSetDictionary(&s, reinterpret_cast<const Bytef*>(dictionary.data()), static_cast<uInt>(dictionary.size())) !=
+          Z_OK)
+    return "cannot set the deflate dictionary";
+  const std::size_t start = out.size();
+  out.resize(start + deflateBound(&s, static_cast<uLong>(data.size())) + 16);  // + a sync marker
+  s.next_in = const_cast<Bytef*>(reinterpret_cast<const Bytef*>(data.data()));
+  s.avail_in = static_cast<uInt>(data.size());
+  const int flush = finish ? Z_FINISH : Z_SYNC_FLUSH;
+  for (;;) {
+    if (out.size() - start == s.total_out) out.resize(start + 2 * (out.size() - start));
+    s.next_out = reinterpret_cast<Bytef*>(out.data() + start + s.total_out);
+    s.avail_out = static_cast<uInt>(out.size() - start - s.total_out);
+    const int rc = deflate(&s, flush);
+    if (rc == Z_STREAM_ERROR) return "deflate failed";
+    if (finish ? rc == Z_STREAM_END : (s.avail_in == 0 && s.avail_out != 0)) break;
+  }
+  out.resize(start + s.total_out);
+  return {};
+}
+
 // One block's input and, once compressed, its output. The window runs it on one thread and
 // the writer reads the results only after (io/ordered_window.hpp).
 struct ParallelGzip::Block final : OrderedWindow::Job {
@@ -79,42 +112,10 @@ struct ParallelGzip::Block final : OrderedWindow::Job {
 
  private:
   void deflate_block(int level) {
-    const auto* data = reinterpret_cast<const Bytef*>(in.data() + dict);
-    crc = static_cast<std::uint32_t>(crc32_z(0, data, size()));
-    z_stream s{};
-    // Stored (level 0) when deflate could not gain: the stream stays standard, and the
-    // decision depends on the bytes alone, so the output stays the same at any thread count.
-    const bool store = level > 0 && looks_incompressible(std::span(in).subspan(dict, size()));
-    // Raw deflate (-15): the gzip header and trailer are written once, around all blocks.
-    if (deflateInit2(&s, store ? 0 : level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-      error = s.msg ? s.msg : "cannot initialise deflate";
-      return;
-    }
-    struct End {
-      z_stream* s;
-      ~End() { deflateEnd(s); }
-    } end{&s};
-    if (dict > 0 && !store && deflateSetDictionary(&s, reinterpret_cast<const Bytef*>(in.data()),
-                                         static_cast<uInt>(dict)) != Z_OK) {
-      error = "cannot set the deflate dictionary";
-      return;
-    }
-    out.resize(deflateBound(&s, static_cast<uLong>(size())) + 16);  // + the sync marker
-    s.next_in = const_cast<Bytef*>(data);
-    s.avail_in = static_cast<uInt>(size());
-    const int flush = last ? Z_FINISH : Z_SYNC_FLUSH;
-    for (;;) {
-      if (s.avail_out == 0) out.resize(out.size() * 2);
-      s.next_out = reinterpret_cast<Bytef*>(out.data()) + s.total_out;
-      s.avail_out = static_cast<uInt>(out.size() - s.total_out);
-      const int rc = deflate(&s, flush);
-      if (rc == Z_STREAM_ERROR) {
-        error = "deflate failed";
-        return;
-      }
-      if (last ? rc == Z_STREAM_END : (s.avail_in == 0 && s.avail_out != 0)) break;
-    }
-    out.resize(s.total_out);
+    const auto data = std::span<const std::byte>(in).subspan(dict, size());
+    crc = static_cast<std::uint32_t>(crc32_z(0, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+    // Raw deflate: the gzip header and trailer are written once, around all blocks.
+    error = deflate_raw(level, std::span<const std::byte>(in).first(dict), data, last, out);
   }
 };
 

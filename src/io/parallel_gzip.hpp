@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace carsync::io {
@@ -41,6 +42,15 @@ bool looks_incompressible(std::span<const std::byte> block) noexcept;
 // as gzip sets it for `level`, OS Unix) and the 8-byte trailer (CRC-32, size mod 2^32).
 std::array<std::uint8_t, 10> gzip_header(int level) noexcept;
 std::array<std::uint8_t, 8> gzip_trailer(std::uint32_t crc, std::uint64_t size) noexcept;
+
+// Raw deflate (RFC 1951, no zlib or gzip framing) of `data`, appended to `out`: stored
+// (level 0) when looks_incompressible, primed with `dictionary` (the bytes before `data`) if
+// any, ended with Z_FINISH when `finish` or else with a sync flush (a byte-aligned end that
+// the next block's stream may follow). The bytes depend on the inputs alone. Returns an
+// error text, empty on success. Both gzip writers build on it: ParallelGzip's blocks and
+// the chunked archive's members.
+std::string deflate_raw(int level, std::span<const std::byte> dictionary, std::span<const std::byte> data, bool finish,
+                        std::vector<std::byte>& out);
 
 struct ParallelGzipOptions {
   int level = 6;                          // zlib level, 0-9
