@@ -355,11 +355,14 @@ def section_sizes(ctx, res):
                     res.add("sizes", "archive_bytes", tl["size"], "B", size=label, format=fmt, backend=backend, run=r)
                     if reset:
                         res.add("sizes", "peak_rss", hwm / MiB, "MiB", size=label, format=fmt, backend=backend, run=r)
-                    key = (label, fmt)
+                    # The floor right after the run, per backend too: this disk's speed moves
+                    # by 2x within a minute of sustained writes, and a floor taken for another
+                    # run judged a later one against a different disk.
+                    key = (label, fmt, backend)
                     if key not in floors and tl["size"]:
                         floors[key] = disk_floor(ctx, tl["size"])
                         res.add("sizes", "disk_floor_s", floors[key], "s", size=label, format=fmt,
-                                bytes=tl["size"])
+                                backend=backend, bytes=tl["size"])
             d.stop()
         finally:
             if dn:
@@ -373,7 +376,7 @@ def section_sizes(ctx, res):
     small_rss = {}
     for (label, fmt, backend, kind), tls in groups.items():
         total = pct([t["total"] for t in tls], .5)
-        floor = floors.get((label, fmt))
+        floor = floors.get((label, fmt, backend))
         big = kind == "random"
         res.cmp("sizes", f"publish->applied {label} {kind} {fmt} {backend}" + (f" (median of {len(tls)})" if len(tls) > 1 else ""),
                 total, "s", "disk floor (dd conv=fdatasync x2, same bytes)", floor,
