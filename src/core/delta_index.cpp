@@ -350,6 +350,7 @@ std::string_view to_string(FullReason r) noexcept {
     case FullReason::no_base: return "no_base";
     case FullReason::other_chain: return "other_chain";
     case FullReason::pack_missing: return "pack_missing";
+    case FullReason::no_pack: return "no_pack";
     case FullReason::not_cheaper: return "not_cheaper";
   }
   return "unknown";
@@ -388,7 +389,7 @@ FetchPlan plan_fetch(const DeltaIndex* base, const DeltaIndex& next, std::span<c
     }
     auto ref = std::find_if(packs.begin(), packs.end(), [&](const PackRef& p) { return p.serial == c.pack_serial; });
     if (ref == packs.end()) {
-      full.reason = FullReason::pack_missing;
+      full.reason = c.pack_serial == next.serial ? FullReason::no_pack : FullReason::pack_missing;
       return full;
     }
     if (std::find(needed.begin(), needed.end(), &*ref) == needed.end()) needed.push_back(&*ref);

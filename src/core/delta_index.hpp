@@ -133,6 +133,8 @@ enum class FullReason {
   no_base,          // nothing applied yet through carsync, or the base is unusable
   other_chain,      // the base's codec or chunker differs from the new index's
   pack_missing,     // a lacking frame lives in a pack the record no longer names (K exceeded)
+  no_pack,          // the provider made no pack for this version (its new frames reached
+                    // half the archive): the archive is the way to fetch it
   not_cheaper,      // the packs would cost as much as the archive
 };
 std::string_view to_string(FullReason r) noexcept;

@@ -413,6 +413,12 @@ TEST(DeltaPlanFetch, FallsBackToTheFullArchiveWithItsReason) {
   EXPECT_TRUE(k_exceeded.packs.empty());
   EXPECT_TRUE(k_exceeded.sources.empty());
 
+  // The newest version's own frames without its pack: the provider made none for it.
+  const std::vector<PackRef> older = {c.refs[0], c.refs[1], c.refs[2]};
+  auto no_pack = plan_fetch(&c.v[2].index, c.v[3].index, older);
+  EXPECT_EQ(no_pack.mode, FetchMode::full);
+  EXPECT_EQ(no_pack.reason, FullReason::no_pack);
+
   auto none = plan_fetch(nullptr, c.v[3].index, c.refs);
   EXPECT_EQ(none.mode, FetchMode::full);
   EXPECT_EQ(none.reason, FullReason::no_base);
@@ -455,6 +461,7 @@ TEST(DeltaPlanFetch, ReasonsHaveLabels) {
   EXPECT_EQ(to_string(FullReason::no_base), "no_base");
   EXPECT_EQ(to_string(FullReason::other_chain), "other_chain");
   EXPECT_EQ(to_string(FullReason::pack_missing), "pack_missing");
+  EXPECT_EQ(to_string(FullReason::no_pack), "no_pack");
   EXPECT_EQ(to_string(FullReason::not_cheaper), "not_cheaper");
 }
 
